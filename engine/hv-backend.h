@@ -24,6 +24,13 @@ typedef enum {
   HV_UNARY_SIGMOID,
 } HvUnary;
 
+/* The `op` argument of HvBackendOps.binary (hv_op_add/sub/mul). */
+typedef enum {
+  HV_BINARY_ADD,
+  HV_BINARY_SUB,
+  HV_BINARY_MUL,
+} HvBinary;
+
 typedef enum {
   HV_ROPE_INTERLEAVED,  /* pairs (2j, 2j+1): HunyuanVideo DiT */
   HV_ROPE_HALF,         /* pairs (j, j+D/2): HF Llama rotate_half */

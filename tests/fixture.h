@@ -47,3 +47,15 @@ char *hv_fixture_path (HvFixture *fx, const char *file);
 
 /* kinds (one file each: fixture-<part>.c) */
 gboolean hv_fixture_run_weights (HvFixture *fx, GError **error);
+gboolean hv_fixture_run_vae_decode (HvFixture *fx, GError **error);
+gboolean hv_fixture_run_vae_tiled_decode (HvFixture *fx, GError **error);
+gboolean hv_fixture_run_vae_encode (HvFixture *fx, GError **error);
+gboolean hv_fixture_run_dit_forward (HvFixture *fx, GError **error);
+gboolean hv_fixture_run_dit_forward_fp8 (HvFixture *fx, GError **error);
+gboolean hv_fixture_run_denoise (HvFixture *fx, GError **error);
+gboolean hv_fixture_run_cfg_denoise (HvFixture *fx, GError **error);
+gboolean hv_fixture_run_tokens (HvFixture *fx, GError **error);
+gboolean hv_fixture_run_llama_encode (HvFixture *fx, GError **error);
+gboolean hv_fixture_run_clip_encode (HvFixture *fx, GError **error);
+gboolean hv_fixture_run_rng (HvFixture *fx, GError **error);
+gboolean hv_fixture_run_scheduler (HvFixture *fx, GError **error);

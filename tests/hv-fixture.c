@@ -17,6 +17,18 @@ static const struct {
   HvFixtureFunc run;
 } kinds[] = {
   { "weights", hv_fixture_run_weights },
+  { "vae_decode", hv_fixture_run_vae_decode },
+  { "vae_tiled_decode", hv_fixture_run_vae_tiled_decode },
+  { "vae_encode", hv_fixture_run_vae_encode },
+  { "dit_forward", hv_fixture_run_dit_forward },
+  { "dit_forward_fp8", hv_fixture_run_dit_forward_fp8 },
+  { "denoise", hv_fixture_run_denoise },
+  { "cfg_denoise", hv_fixture_run_cfg_denoise },
+  { "tokens", hv_fixture_run_tokens },
+  { "llama_encode", hv_fixture_run_llama_encode },
+  { "clip_encode", hv_fixture_run_clip_encode },
+  { "rng", hv_fixture_run_rng },
+  { "scheduler", hv_fixture_run_scheduler },
   /* kinds of the later components are added here */
 };
 

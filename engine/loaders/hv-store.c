@@ -10,6 +10,7 @@ struct _HvStore {
   char *path;
   const char **sorted;   /* cache for hv_store_names */
   GHashTable *metadata;
+  GPtrArray *attached;   /* (data, destroy) pairs */
 };
 
 HvStore *
@@ -26,6 +27,12 @@ hv_store_free (HvStore *s)
   if (!s)
     return;
   g_hash_table_unref (s->tensors);
+  /* after the tensors: they may be views into what is attached */
+  if (s->attached) {
+    for (guint i = 0; i + 1 < s->attached->len; i += 2)
+      ((GDestroyNotify) s->attached->pdata[i + 1]) (s->attached->pdata[i]);
+    g_ptr_array_unref (s->attached);
+  }
   if (s->metadata)
     g_hash_table_unref (s->metadata);
   g_free (s->sorted);
@@ -68,6 +75,56 @@ const HvTensor *
 hv_store_get (HvStore *s, const char *name)
 {
   return g_hash_table_lookup (s->tensors, name);
+}
+
+HvTensor *
+hv_store_get_mutable (HvStore *s, const char *name)
+{
+  return g_hash_table_lookup (s->tensors, name);
+}
+
+HvTensor *
+hv_store_take (HvStore *s, const char *name)
+{
+  gpointer key = NULL, value = NULL;
+  if (!g_hash_table_steal_extended (s->tensors, name, &key, &value))
+    return NULL;
+  g_free (key);
+  g_clear_pointer (&s->sorted, g_free);
+  return value;
+}
+
+void
+hv_store_attach (HvStore *s, gpointer data, GDestroyNotify destroy)
+{
+  if (!s->attached)
+    s->attached = g_ptr_array_new ();
+  g_ptr_array_add (s->attached, data);
+  g_ptr_array_add (s->attached, (gpointer) destroy);
+}
+
+guint64
+hv_store_n_params (HvStore *s)
+{
+  GHashTableIter it;
+  gpointer v;
+  guint64 n = 0;
+  g_hash_table_iter_init (&it, s->tensors);
+  while (g_hash_table_iter_next (&it, NULL, &v))
+    n += (guint64) hv_tensor_numel (v);
+  return n;
+}
+
+gboolean
+hv_store_is_metadata_only (HvStore *s)
+{
+  GHashTableIter it;
+  gpointer v;
+  g_hash_table_iter_init (&it, s->tensors);
+  while (g_hash_table_iter_next (&it, NULL, &v))
+    if (((HvTensor *) v)->data)
+      return FALSE;
+  return g_hash_table_size (s->tensors) > 0;
 }
 
 const HvTensor *
@@ -127,32 +184,39 @@ hv_store_metadata (HvStore *s)
   return s->metadata;
 }
 
-/* hv_store_open: dispatch on content (magic), not on the file name. Parsers for other formats
- * register here (see hv-pt.c and hv-shards.c). */
-gboolean hv_store_add_pt (HvStore *s, const char *path, GError **error);
-gboolean hv_store_add_index (HvStore *s, const char *path, GError **error);
+/* Adds one file by its content (magic), not its name: zip → torch checkpoint, a bare pickle →
+ * the legacy torch format (refused with advice), else safetensors. */
+gboolean hv_store_add_file_ (HvStore *s, const char *path, GError **error);
+
+gboolean
+hv_store_add_file_ (HvStore *s, const char *path, GError **error)
+{
+  guint8 magic[8] = { 0 };
+  FILE *f = fopen (path, "rb");
+  if (!f) {
+    g_set_error (error, HV_ERROR, errno == ENOENT ? HV_ERROR_NOT_FOUND : HV_ERROR_FAILED, "%s: cannot open: %s",
+                 path, g_strerror (errno));
+    return FALSE;
+  }
+  size_t got = fread (magic, 1, sizeof magic, f);
+  fclose (f);
+  if (got >= 4 && magic[0] == 'P' && magic[1] == 'K')
+    return hv_store_add_pt (s, path, error);
+  if (got >= 2 && magic[0] == 0x80 && magic[1] <= 5) {
+    g_set_error (error, HV_ERROR, HV_ERROR_UNSUPPORTED,
+                 "%s: legacy (pre-1.6) torch.save format; re-save it with a recent torch or convert it to safetensors",
+                 path);
+    return FALSE;
+  }
+  return hv_store_add_safetensors (s, path, error);
+}
 
 HvStore *
 hv_store_open (const char *path, GError **error)
 {
   g_autoptr(HvStore) s = hv_store_new ();
-  guint8 magic[8] = { 0 };
-  FILE *f = fopen (path, "rb");
-  if (!f) {
-    g_set_error (error, HV_ERROR, HV_ERROR_NOT_FOUND, "%s: cannot open: %s", path, g_strerror (errno));
-    return NULL;
-  }
-  size_t got = fread (magic, 1, sizeof magic, f);
-  fclose (f);
-  gboolean ok;
-  if (got >= 4 && magic[0] == 'P' && magic[1] == 'K')
-    ok = hv_store_add_pt (s, path, error);
-  else if (g_str_has_suffix (path, ".index.json"))
-    ok = hv_store_add_index (s, path, error);
-  else
-    ok = hv_store_add_safetensors (s, path, error);
-  if (!ok)
-    return NULL;
   hv_store_set_path_ (s, path);
-  return g_steal_pointer (&s);
+  gboolean ok = g_str_has_suffix (path, ".index.json") ? hv_store_add_index (s, path, error)
+                                                        : hv_store_add_file_ (s, path, error);
+  return ok ? g_steal_pointer (&s) : NULL;
 }

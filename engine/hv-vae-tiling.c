@@ -1,0 +1,207 @@
+/* hv-vae-tiling.c — upstream's tiled decode (AutoencoderKLCausal3D.spatial_tiled_decode and
+ * temporal_tiled_decode), reproduced exactly:
+ *  - spatial: latent tiles of tile_latent_min_size at a step of int(size * (1 - overlap)),
+ *    each decoded whole; in raster order each decoded tile is blended IN PLACE with the
+ *    (already blended) tile above (blend_v) and then the one to its left (blend_h) over
+ *    E = int(tile_sample_min_size * overlap) px, then cropped to [:keep, :keep] with
+ *    keep = tile_sample_min_size - E, and the crops are concatenated.
+ *  - temporal: latent windows [i, i + tile_latent_min_tsize + 1) for i in steps of
+ *    int(tsize * (1 - overlap)); each window is decoded (spatially tiled when it is wider than
+ *    a tile), every window but the first drops its first frame, is blended with the previous
+ *    (blended) window over E frames (blend_t) and keeps t_limit frames (the first window
+ *    t_limit + 1).
+ * The blends only ever read the neighbour above, to the left or before, so frames can be
+ * handed out window by window: that is what the tiled stream does. Blending and assembly run
+ * on host copies of the decoded tiles (3 channels, small next to the decoder's activations). */
+#include "hv-vae-private.h"
+#include "hv-error.h"
+#include <string.h>
+
+/* host tile: f32 [1, C, T, H, W] */
+#define DIM(t, i) ((t)->shape[(i)])
+
+/* b[.., y, :] = a[.., Ha - E + y, :] * (1 - y/E) + b[.., y, :] * (y/E) for y < E, with
+ * E = min(Ha, Hb, extent). axis: 2 = T (blend_t), 3 = H (blend_v), 4 = W (blend_h).
+ * Weights are Python floats that torch rounds to fp32 before multiplying. */
+static void
+blend (const HvTensor *a, HvTensor *b, int axis, int extent)
+{
+  int64_t E = MIN (MIN (DIM (a, axis), DIM (b, axis)), (int64_t) extent);
+  if (E <= 0)
+    return;
+  const float *A = a->data;
+  float *Bd = b->data;
+  /* view both as [outer, n_axis, inner]; the other dims must match */
+  int64_t outer = 1, inner = 1;
+  for (int i = 0; i < axis; i++)
+    outer *= DIM (b, i);
+  for (int i = axis + 1; i < 5; i++)
+    inner *= DIM (b, i);
+  const int64_t na = DIM (a, axis), nb = DIM (b, axis);
+  for (int64_t y = 0; y < E; y++) {
+    const float wa = (float) (1.0 - (double) y / (double) E);
+    const float wb = (float) ((double) y / (double) E);
+    for (int64_t o = 0; o < outer; o++) {
+      const float *ar = A + (o * na + (na - E + y)) * inner;
+      float *br = Bd + (o * nb + y) * inner;
+      for (int64_t i = 0; i < inner; i++)
+        br[i] = ar[i] * wa + br[i] * wb;
+    }
+  }
+}
+
+/* A host copy of frames [start, start + n) of a host tile. */
+static HvTensor *
+host_slice_t (const HvTensor *x, int64_t start, int64_t n)
+{
+  const int64_t C = DIM (x, 1), T = DIM (x, 2), HW = DIM (x, 3) * DIM (x, 4);
+  const int64_t shape[5] = { 1, C, n, DIM (x, 3), DIM (x, 4) };
+  HvTensor *y = hv_tensor_new (HV_DTYPE_F32, 5, shape);
+  if (!y)
+    return NULL;
+  for (int64_t c = 0; c < C; c++)
+    memcpy ((float *) y->data + c * n * HW, (const float *) x->data + (c * T + start) * HW,
+            (size_t) (n * HW) * sizeof (float));
+  return y;
+}
+
+static gboolean
+cancelled (const volatile int *cancel, GError **error)
+{
+  if (cancel && *cancel) {
+    g_set_error (error, HV_ERROR, HV_ERROR_CANCELLED, "VAE decode cancelled");
+    return TRUE;
+  }
+  return FALSE;
+}
+
+/* post_quant_conv + decoder on one latent piece, as a host tensor. */
+static HvTensor *
+decode_piece (HvVae *vae, const HvTensor *z, GError **error)
+{
+  g_autoptr(HvTensor) d = hv_vae_decode_one_ (vae, z, FALSE, error);
+  if (!d)
+    return NULL;
+  HvTensor *h = hv_backend_download (vae->backend, d);
+  if (!h)
+    hv_vae_oom_ (error, "a decoded tile");
+  return h;
+}
+
+/* spatial_tiled_decode of z [1, L, T, h, w] (backend) -> host [1, C, T', h*sf, w*sf]. */
+static HvTensor *
+spatial_tiled (HvVae *vae, const HvTensor *z, const HvVaeTiling *t, const volatile int *cancel,
+               GError **error)
+{
+  const int64_t h = DIM (z, 3), w = DIM (z, 4);
+  const int tl = t->tile_latent_min_size;
+  const int step = (int) (tl * (1 - t->tile_overlap_factor));
+  const int E = (int) (t->tile_sample_min_size * t->tile_overlap_factor);
+  const int64_t keep = t->tile_sample_min_size - E;
+  const int64_t n_rows = (h + step - 1) / step, n_cols = (w + step - 1) / step;
+  g_autoptr(GPtrArray) prev = g_ptr_array_new_with_free_func ((GDestroyNotify) hv_tensor_free);
+  g_autoptr(HvTensor) out = NULL;
+  int64_t out_h = 0, out_w = 0;
+
+  for (int64_t r = 0; r < n_rows; r++) {
+    g_autoptr(GPtrArray) cur = g_ptr_array_new_with_free_func ((GDestroyNotify) hv_tensor_free);
+    int64_t col0 = 0;
+    for (int64_t c = 0; c < n_cols; c++) {
+      if (cancelled (cancel, error))
+        return NULL;
+      const int64_t i = r * step, j = c * step;
+      g_autoptr(HvTensor) zt = hv_vae_slice_hw_ (vae, z, i, MIN ((int64_t) tl, h - i), j, MIN ((int64_t) tl, w - j));
+      if (!zt) {
+        hv_vae_oom_ (error, "a latent tile");
+        return NULL;
+      }
+      HvTensor *tile = decode_piece (vae, zt, error);
+      if (!tile)
+        return NULL;
+      g_ptr_array_add (cur, tile);
+      if (r > 0)
+        blend (g_ptr_array_index (prev, c), tile, 3, E);
+      if (c > 0)
+        blend (g_ptr_array_index (cur, c - 1), tile, 4, E);
+      if (!out) {
+        /* tiles step by `keep` px (hv_vae_tiling_validate checks keep == step * sf) */
+        out_h = h * hv_vae_space_factor_ (vae);
+        out_w = w * hv_vae_space_factor_ (vae);
+        const int64_t shape[5] = { 1, DIM (tile, 1), DIM (tile, 2), out_h, out_w };
+        out = hv_tensor_new (HV_DTYPE_F32, 5, shape);
+        if (!out) {
+          hv_vae_oom_ (error, "the tiled video");
+          return NULL;
+        }
+      }
+      /* crop [:keep, :keep] into place */
+      const int64_t th = MIN (keep, DIM (tile, 3)), tw = MIN (keep, DIM (tile, 4));
+      const int64_t row0 = r * keep;
+      if (row0 + th > out_h || col0 + tw > out_w || DIM (tile, 2) != DIM (out, 2)) {
+        g_set_error (error, HV_ERROR, HV_ERROR_INVALID,
+                     "VAE tiling: tile (%" G_GINT64_FORMAT ", %" G_GINT64_FORMAT ") does not fit the frame", r, c);
+        return NULL;
+      }
+      const int64_t C = DIM (tile, 1), T = DIM (tile, 2), TH = DIM (tile, 3), TW = DIM (tile, 4);
+      for (int64_t ct = 0; ct < C * T; ct++)
+        for (int64_t y = 0; y < th; y++)
+          memcpy ((float *) out->data + (ct * out_h + row0 + y) * out_w + col0,
+                  (const float *) tile->data + (ct * TH + y) * TW, (size_t) tw * sizeof (float));
+      col0 += tw;
+    }
+    g_ptr_array_unref (prev);
+    prev = g_steal_pointer (&cur);
+  }
+  return g_steal_pointer (&out);
+}
+
+gboolean
+hv_vae_tiled_decode_ (HvVae *vae, const HvTensor *z, const HvVaeTiling *t, VaeSink sink,
+                      gpointer user, const volatile int *cancel, GError **error)
+{
+  const int64_t T = DIM (z, 2), h = DIM (z, 3), w = DIM (z, 4);
+  const gboolean spatial = t->spatial && (h > t->tile_latent_min_size || w > t->tile_latent_min_size);
+
+  if (!(t->temporal && T > t->tile_latent_min_tsize)) {
+    g_autoptr(HvTensor) v = spatial ? spatial_tiled (vae, z, t, cancel, error) : decode_piece (vae, z, error);
+    return v && sink (v, 0, user, error);
+  }
+
+  const int step = (int) (t->tile_latent_min_tsize * (1 - t->tile_overlap_factor));
+  const int E = (int) (t->tile_sample_min_tsize * t->tile_overlap_factor);
+  const int64_t keep = t->tile_sample_min_tsize - E;
+  g_autoptr(HvTensor) prev = NULL;
+  int emitted = 0;
+  for (int64_t i = 0; i < T; i += step) {
+    if (cancelled (cancel, error))
+      return FALSE;
+    const int64_t n = MIN ((int64_t) t->tile_latent_min_tsize + 1, T - i);
+    g_autoptr(HvTensor) zw = hv_vae_slice_t_ (vae, z, i, n);
+    if (!zw)
+      return hv_vae_oom_ (error, "a latent window");
+    g_autoptr(HvTensor) dec = spatial ? spatial_tiled (vae, zw, t, cancel, error) : decode_piece (vae, zw, error);
+    if (!dec)
+      return FALSE;
+    g_clear_pointer (&zw, hv_tensor_free);
+    if (i > 0) {
+      HvTensor *rest = host_slice_t (dec, 1, DIM (dec, 2) - 1);
+      if (!rest)
+        return hv_vae_oom_ (error, "a decoded window");
+      hv_tensor_free (dec);
+      dec = rest;
+      blend (prev, dec, 2, E);
+    }
+    const int64_t kept = MIN (i == 0 ? keep + 1 : keep, DIM (dec, 2));
+    if (kept > 0) {
+      g_autoptr(HvTensor) part = kept == DIM (dec, 2) ? hv_tensor_view (dec) : host_slice_t (dec, 0, kept);
+      if (!part)
+        return hv_vae_oom_ (error, "a decoded window");
+      if (!sink (part, emitted, user, error))
+        return FALSE;
+      emitted += (int) kept;
+    }
+    g_clear_pointer (&prev, hv_tensor_free);
+    prev = g_steal_pointer (&dec);
+  }
+  return TRUE;
+}

@@ -1,0 +1,907 @@
+/* test-backend-ops — every op on the CPU backend (the reference) and the CUDA backend with the
+ * same random inputs, like ggml's test-backend-ops.
+ *
+ *   test-backend-ops [-v] [-s SEED] [FILTER]
+ *
+ * For each case: inputs drawn fresh (seed printed, -s repeats a run), outputs poisoned with NaN
+ * on both backends before the op (an element the op forgets to write shows up as NaN), then
+ * the GPU result must be finite where the CPU's is and ‖gpu − cpu‖₂ / ‖cpu‖₂ must stay under
+ * the case's bound. Bounds follow the arithmetic: fp32 ops ~1e-6; GEMMs whose inputs are exactly
+ * representable in the GPU's input type (bf16 / e4m3) are exact products with fp32 sums, so
+ * ~1e-6 too; bf16-rounded inputs ~3e-3 (bound 1e-2, the fixtures' CUDA tolerance); fp8
+ * activations ~3e-2. Data movers must match bit for bit.
+ *
+ * Exit 77 ("skip") when there is no CUDA device or the build has no CUDA. */
+#include "hv-backend.h"
+#include "hv-config.h"
+#include "hv-error.h"
+#if HV_HAVE_CUDA
+#include "hv-backend-cuda.h"
+#endif
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static HvBackend *cpu, *gpu;
+static const char *filter;
+static gboolean verbose;
+static int n_pass, n_fail, n_run;
+static guint64 rng;
+
+#define SHAPE(...) (int) (sizeof ((int64_t[]) { __VA_ARGS__ }) / sizeof (int64_t)), (int64_t[]) { __VA_ARGS__ }
+
+/* ---- random inputs ---------------------------------------------------------------------- */
+
+static guint64
+next_u64 (void)   /* splitmix64 */
+{
+  guint64 z = (rng += 0x9e3779b97f4a7c15ull);
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+  return z ^ (z >> 31);
+}
+
+static float
+urand (void)   /* [-1, 1) */
+{
+  return (float) ((next_u64 () >> 40) * (2.0 / 16777216.0) - 1.0);
+}
+
+static float
+round_bf16 (float v)
+{
+  return hv_bf16_to_f32 (hv_f32_to_bf16 (v));
+}
+
+typedef enum { VAL_F32, VAL_BF16_EXACT } ValKind;
+
+/* Host tensor of dtype dt with values amp·U(-1,1) (+ off). f32 tensors may be restricted to
+ * bf16-representable values; f8 tensors store value/scale. */
+static HvTensor *
+host_rand (HvDType dt, int nd, const int64_t *shape, float amp, float off, ValKind kind, float scale)
+{
+  HvTensor *t = hv_tensor_new (dt, nd, shape);
+  int64_t n = hv_tensor_numel (t);
+  t->scale = (dt == HV_DTYPE_F8_E4M3 || dt == HV_DTYPE_F8_E5M2) ? scale : 1.0f;
+  for (int64_t i = 0; i < n; i++) {
+    float v = off + amp * urand ();
+    switch (dt) {
+      case HV_DTYPE_F32:
+        ((float *) t->data)[i] = kind == VAL_BF16_EXACT ? round_bf16 (v) : v;
+        break;
+      case HV_DTYPE_BF16:
+        ((uint16_t *) t->data)[i] = hv_f32_to_bf16 (v);
+        break;
+      case HV_DTYPE_F16:
+        ((uint16_t *) t->data)[i] = hv_f32_to_f16 (v);
+        break;
+      case HV_DTYPE_F8_E4M3:
+        ((uint8_t *) t->data)[i] = hv_f32_to_f8_e4m3 (v / scale);
+        break;
+      case HV_DTYPE_F8_E5M2: {
+        /* e5m2 is the top byte of f16 (round to nearest even on the dropped byte) */
+        uint16_t h = hv_f32_to_f16 (v / scale);
+        uint16_t r = (uint16_t) (h + 0x7f + ((h >> 8) & 1));
+        ((uint8_t *) t->data)[i] = (uint8_t) (r >> 8);
+        break;
+      }
+      case HV_DTYPE_I32:
+        ((int32_t *) t->data)[i] = (int32_t) (next_u64 () % 1000) - 500;
+        break;
+      case HV_DTYPE_U8:
+        ((uint8_t *) t->data)[i] = (uint8_t) next_u64 ();
+        break;
+      default:
+        g_assert_not_reached ();
+    }
+  }
+  return t;
+}
+
+static HvTensor *
+rand_f32 (int nd, const int64_t *shape, float amp)
+{
+  return host_rand (HV_DTYPE_F32, nd, shape, amp, 0.0f, VAL_F32, 1.0f);
+}
+
+static HvTensor *
+rand_bf16x (int nd, const int64_t *shape, float amp)   /* f32 holding bf16-exact values */
+{
+  return host_rand (HV_DTYPE_F32, nd, shape, amp, 0.0f, VAL_BF16_EXACT, 1.0f);
+}
+
+/* ---- a tensor on both backends ----------------------------------------------------------- */
+
+typedef struct {
+  HvTensor *c, *g;
+} Pair;
+
+static Pair
+up (const HvTensor *h)
+{
+  Pair p = { hv_backend_upload (cpu, h), hv_backend_upload (gpu, h) };
+  g_assert (p.c && p.g);
+  return p;
+}
+
+/* Uploads and frees the host tensor. */
+static Pair
+up_free (HvTensor *h)
+{
+  Pair p = up (h);
+  hv_tensor_free (h);
+  return p;
+}
+
+/* An output on both backends, every byte 0xff (NaN for f32/bf16/f16). */
+static Pair
+out_t (HvDType dt, int nd, const int64_t *shape)
+{
+  g_autoptr(HvTensor) h = hv_tensor_new (dt, nd, shape);
+  memset (h->data, 0xff, hv_tensor_nbytes (h));
+  return up (h);
+}
+
+static void
+pair_clear (Pair *p)
+{
+  g_clear_pointer (&p->c, hv_tensor_free);
+  g_clear_pointer (&p->g, hv_tensor_free);
+}
+
+/* ---- checking ------------------------------------------------------------------------------ */
+
+static gboolean
+selected (const char *name)
+{
+  return !filter || strstr (name, filter) != NULL;
+}
+
+static void
+report (const char *name, gboolean ok, const char *fmt, ...) G_GNUC_PRINTF (3, 4);
+
+static void
+report (const char *name, gboolean ok, const char *fmt, ...)
+{
+  va_list ap;
+  va_start (ap, fmt);
+  g_autofree char *msg = g_strdup_vprintf (fmt, ap);
+  va_end (ap);
+  n_run++;
+  if (ok)
+    n_pass++;
+  else
+    n_fail++;
+  if (!ok || verbose)
+    printf ("%s %-48s %s\n", ok ? "ok  " : "FAIL", name, msg);
+}
+
+/* Both backends finished without error. */
+static gboolean
+backends_ok (const char *name)
+{
+  g_autoptr(GError) e1 = NULL;
+  g_autoptr(GError) e2 = NULL;
+  gboolean c = hv_backend_check (cpu, &e1), g = hv_backend_check (gpu, &e2);
+  if (!c)
+    report (name, FALSE, "CPU backend error: %s", e1->message);
+  if (!g)
+    report (name, FALSE, "CUDA backend error: %s", e2->message);
+  return c && g;
+}
+
+/* Compares output pair `o` (float dtype): finite where the CPU is finite, relative L2 error. */
+static gboolean
+check (const char *name, const Pair *o, double bound)
+{
+  if (!backends_ok (name))
+    return FALSE;
+  g_autoptr(HvTensor) hc_raw = hv_backend_download (cpu, o->c);
+  g_autoptr(HvTensor) hg_raw = hv_backend_download (gpu, o->g);
+  g_autoptr(HvTensor) hc = hv_tensor_to_f32 (hc_raw);
+  g_autoptr(HvTensor) hg = hv_tensor_to_f32 (hg_raw);
+  const float *c = hc->data, *g = hg->data;
+  int64_t n = hv_tensor_numel (hc), bad = -1, nonfinite = 0;
+  double num = 0.0, den = 0.0, maxabs = 0.0;
+  for (int64_t i = 0; i < n; i++) {
+    if (!isfinite (c[i])) {
+      /* the reference itself is not finite: the GPU must agree on the class */
+      if (!(isnan (c[i]) ? isnan (g[i]) : g[i] == c[i]) && bad < 0)
+        bad = i;
+      continue;
+    }
+    if (!isfinite (g[i])) {
+      nonfinite++;
+      if (bad < 0)
+        bad = i;
+      continue;
+    }
+    double d = (double) g[i] - c[i];
+    num += d * d;
+    den += (double) c[i] * c[i];
+    maxabs = MAX (maxabs, fabs (d));
+  }
+  double rel = den > 0 ? sqrt (num / den) : sqrt (num);
+  gboolean ok = bad < 0 && rel <= bound;
+  if (bad >= 0)
+    report (name, FALSE, "element %" G_GINT64_FORMAT " differs in kind: cpu %g gpu %g (%" G_GINT64_FORMAT
+            " non-finite on the GPU; NaN = never written?)", bad, c[bad], g[bad], nonfinite);
+  else
+    report (name, ok, "rel L2 %.2e (bound %.0e), max |diff| %.2e, n %" G_GINT64_FORMAT, rel, bound, maxabs, n);
+  return ok;
+}
+
+/* Bit-exact comparison (data movers, any dtype). */
+static gboolean
+check_exact (const char *name, const Pair *o)
+{
+  if (!backends_ok (name))
+    return FALSE;
+  g_autoptr(HvTensor) hc = hv_backend_download (cpu, o->c);
+  g_autoptr(HvTensor) hg = hv_backend_download (gpu, o->g);
+  gsize nb = hv_tensor_nbytes (hc);
+  const guint8 *a = hc->data, *b = hg->data;
+  for (gsize i = 0; i < nb; i++)
+    if (a[i] != b[i]) {
+      report (name, FALSE, "byte %" G_GSIZE_FORMAT " of %" G_GSIZE_FORMAT " differs (cpu 0x%02x gpu 0x%02x)",
+              i, nb, a[i], b[i]);
+      return FALSE;
+    }
+  report (name, TRUE, "bit-exact, %" G_GSIZE_FORMAT " bytes", nb);
+  return TRUE;
+}
+
+/* ---- cases ------------------------------------------------------------------------------ */
+
+static void
+set_fp8_mode (int mode)
+{
+#if HV_HAVE_CUDA
+  hv_k_set_fp8_mode (hv_backend_cuda_context (gpu), mode);
+#endif
+}
+
+static int
+fp8_tensor_cores (void)
+{
+#if HV_HAVE_CUDA
+  return hv_k_get_fp8_mode (hv_backend_cuda_context (gpu)) == HV_K_FP8_TENSORCORE;
+#else
+  return 0;
+#endif
+}
+
+static void
+linear_case (const char *name, int64_t M, int64_t K, int64_t N, HvDType wdt, HvDType bdt,
+             gboolean x_exact, double bound)
+{
+  if (!selected (name))
+    return;
+  float wscale = 1.0f / 64;   /* fp8: stored values span the e4m3 range */
+  HvTensor *hx;
+  if (x_exact && (wdt == HV_DTYPE_F8_E4M3 || wdt == HV_DTYPE_F8_E5M2)) {
+    /* e4m3 values × 2^-6 with one at the top of the range: quantizing x with amax/448 as the
+     * scale is then exact, and so is every product */
+    hx = hv_tensor_new (HV_DTYPE_F32, 2, (int64_t[]) { M, K });
+    float *p = hx->data;
+    for (int64_t i = 0; i < M * K; i++) {
+      uint8_t code = (uint8_t) (next_u64 () & 0xff);
+      if ((code & 0x7f) == 0x7f)
+        code = 0x10;   /* not NaN */
+      p[i] = hv_f8_e4m3_to_f32 (code) / 64.0f;
+    }
+    p[(M * K) / 2] = -448.0f / 64.0f;
+  } else {
+    hx = x_exact ? rand_bf16x (2, (int64_t[]) { M, K }, 2.0f) : rand_f32 (2, (int64_t[]) { M, K }, 2.0f);
+  }
+  Pair x = up_free (hx);
+  Pair w = up_free (host_rand (wdt, 2, (int64_t[]) { N, K }, 1.0f / sqrtf ((float) K) * 4, 0.0f, VAL_F32, wscale));
+  Pair b = { NULL, NULL };
+  if (bdt != HV_DTYPE_COUNT)
+    b = up_free (host_rand (bdt, 1, (int64_t[]) { N }, 0.5f, 0.0f, VAL_F32, 1.0f));
+  Pair y = out_t (HV_DTYPE_F32, 2, (int64_t[]) { M, N });
+  hv_op_linear (cpu, y.c, x.c, w.c, b.c);
+  hv_op_linear (gpu, y.g, x.g, w.g, b.g);
+  check (name, &y, bound);
+  pair_clear (&x);
+  pair_clear (&w);
+  pair_clear (&b);
+  pair_clear (&y);
+}
+
+static void
+test_linear (void)
+{
+  const HvDType none = HV_DTYPE_COUNT;
+  linear_case ("linear bf16 exact-x 37x96x80 +bias", 37, 96, 80, HV_DTYPE_BF16, HV_DTYPE_BF16, TRUE, 2e-6);
+  linear_case ("linear bf16 130x256x192 +f32 bias", 130, 256, 192, HV_DTYPE_BF16, HV_DTYPE_F32, FALSE, 1e-2);
+  linear_case ("linear bf16 exact-x 1x72x40 (odd K)", 1, 72, 40, HV_DTYPE_BF16, none, TRUE, 2e-6);
+  linear_case ("linear bf16 exact-x 3x33x7 (unaligned)", 3, 33, 7, HV_DTYPE_BF16, HV_DTYPE_BF16, TRUE, 2e-6);
+  linear_case ("linear bf16 exact-x 1000x3072x512", 1000, 3072, 512, HV_DTYPE_BF16, HV_DTYPE_BF16, TRUE, 5e-6);
+  linear_case ("linear f32 (tf32) 64x128x96 +bias", 64, 128, 96, HV_DTYPE_F32, HV_DTYPE_F32, FALSE, 3e-3);
+  linear_case ("linear f16 67x128x48 +bias", 67, 128, 48, HV_DTYPE_F16, HV_DTYPE_F16, FALSE, 3e-3);
+
+  /* fp8 weights: both routes of the CUDA backend */
+  for (int mode = 0; mode < 2; mode++) {
+    set_fp8_mode (mode);
+    gboolean tc = fp8_tensor_cores ();
+    char n1[96], n2[96], n3[96], n4[96];
+    g_snprintf (n1, sizeof n1, "linear e4m3 exact-x 48x128x64 +bias [%s]", tc ? "fp8 TC" : "via bf16");
+    g_snprintf (n2, sizeof n2, "linear e4m3 200x256x96 +bias [%s]", tc ? "fp8 TC" : "via bf16");
+    g_snprintf (n3, sizeof n3, "linear e4m3 9x40x24 (K%%16 != 0) [%s]", tc ? "fp8 TC" : "via bf16");
+    g_snprintf (n4, sizeof n4, "linear e5m2 64x64x32 [%s]", tc ? "fp8 TC" : "via bf16");
+    /* exact products; Hopper's fp8 MMA sums in reduced precision between fp32 promotions */
+    linear_case (n1, 48, 128, 64, HV_DTYPE_F8_E4M3, HV_DTYPE_BF16, TRUE, tc ? 5e-4 : 2e-6);
+    /* e4m3 activations: ~2.5% per element; bf16 activations: ~0.2% */
+    linear_case (n2, 200, 256, 96, HV_DTYPE_F8_E4M3, HV_DTYPE_BF16, FALSE, tc ? 6e-2 : 1e-2);
+    linear_case (n3, 9, 40, 24, HV_DTYPE_F8_E4M3, none, FALSE, 1e-2);
+    linear_case (n4, 64, 64, 32, HV_DTYPE_F8_E5M2, none, FALSE, tc ? 6e-2 : 1e-2);
+  }
+  set_fp8_mode (0);
+}
+
+static void
+norm_case (const char *name, int kind, int nd, const int64_t *shape, HvDType wdt, gboolean with_bias,
+           gboolean in_place)
+{
+  if (!selected (name))
+    return;
+  int64_t C = shape[nd - 1];
+  Pair x = up_free (host_rand (HV_DTYPE_F32, nd, shape, 3.0f, 0.7f, VAL_F32, 1.0f));
+  Pair w = { NULL, NULL }, bias = { NULL, NULL };
+  if (wdt != HV_DTYPE_COUNT)
+    w = up_free (host_rand (wdt, 1, &C, 0.3f, 1.0f, VAL_F32, 1.0f));
+  if (with_bias)
+    bias = up_free (host_rand (HV_DTYPE_BF16, 1, &C, 0.3f, 0.0f, VAL_F32, 1.0f));
+  Pair y = in_place ? x : out_t (HV_DTYPE_F32, nd, shape);
+  if (kind == 0) {
+    hv_op_layernorm (cpu, y.c, x.c, w.c, bias.c, 1e-6f);
+    hv_op_layernorm (gpu, y.g, x.g, w.g, bias.g, 1e-6f);
+  } else if (kind == 1) {
+    hv_op_rmsnorm (cpu, y.c, x.c, w.c, 1e-6f);
+    hv_op_rmsnorm (gpu, y.g, x.g, w.g, 1e-6f);
+  } else {
+    hv_op_softmax (cpu, y.c, x.c);
+    hv_op_softmax (gpu, y.g, x.g);
+  }
+  check (name, &y, 2e-6);
+  if (!in_place)
+    pair_clear (&y);
+  pair_clear (&x);
+  pair_clear (&w);
+  pair_clear (&bias);
+}
+
+static void
+test_norms (void)
+{
+  const HvDType none = HV_DTYPE_COUNT;
+  norm_case ("layernorm [3,7,3072] w,b bf16", 0, SHAPE (3, 7, 3072), HV_DTYPE_BF16, TRUE, FALSE);
+  norm_case ("layernorm [5,96] no affine, in place", 0, SHAPE (5, 96), none, FALSE, TRUE);
+  norm_case ("layernorm [4,1030] w f32", 0, SHAPE (4, 1030), HV_DTYPE_F32, FALSE, FALSE);
+  norm_case ("rmsnorm [4,9,2,128] w bf16", 1, SHAPE (4, 9, 2, 128), HV_DTYPE_BF16, FALSE, FALSE);
+  norm_case ("rmsnorm [3,2000] w f32, in place", 1, SHAPE (3, 2000), HV_DTYPE_F32, FALSE, TRUE);
+  norm_case ("rmsnorm [6,33] no w", 1, SHAPE (6, 33), none, FALSE, FALSE);
+  norm_case ("softmax [7,33]", 2, SHAPE (7, 33), none, FALSE, FALSE);
+  norm_case ("softmax [3,1500] in place", 2, SHAPE (3, 1500), none, FALSE, TRUE);
+}
+
+static void
+test_unary (void)
+{
+  static const char *names[] = { "silu", "gelu_tanh", "gelu", "quick_gelu", "sigmoid" };
+  for (int op = HV_UNARY_SILU; op <= HV_UNARY_SIGMOID; op++)
+    for (int odd = 0; odd < 2; odd++) {
+      char name[64];
+      g_snprintf (name, sizeof name, "unary %s [%d]", names[op], odd ? 1001 : 4096);
+      if (!selected (name))
+        continue;
+      int64_t n = odd ? 1001 : 4096;
+      Pair x = up_free (rand_f32 (1, &n, 8.0f));
+      Pair y = out_t (HV_DTYPE_F32, 1, &n);
+      hv_op_unary (cpu, y.c, x.c, op);
+      hv_op_unary (gpu, y.g, x.g, op);
+      check (name, &y, 2e-6);
+      pair_clear (&x);
+      pair_clear (&y);
+    }
+}
+
+/* Segment ids: per batch, the first `split[b]` tokens in segment 0, the rest in segment 1. */
+static HvTensor *
+seg_ids (int64_t B, int64_t L, const int64_t *split)
+{
+  HvTensor *t = hv_tensor_new (HV_DTYPE_I32, 2, (int64_t[]) { B, L });
+  int32_t *p = t->data;
+  for (int64_t b = 0; b < B; b++)
+    for (int64_t i = 0; i < L; i++)
+      p[b * L + i] = i < split[b] ? 0 : 1;
+  return t;
+}
+
+typedef struct {
+  int64_t B, Lq, Lk, H, Hkv, D;
+  gboolean seg, causal, allow;
+  gboolean force_f32;
+  double bound;
+} AttnCase;
+
+static void
+attention_case (const char *name, const AttnCase *a)
+{
+  if (!selected (name))
+    return;
+  const int64_t qs[4] = { a->B, a->Lq, a->H, a->D }, ks[4] = { a->B, a->Lk, a->Hkv, a->D };
+  /* bf16-exact inputs: the tensor-core kernel's only rounding is then P (probabilities) */
+  Pair q = up_free (rand_bf16x (4, qs, 2.0f));
+  Pair k = up_free (rand_bf16x (4, ks, 2.0f));
+  Pair v = up_free (rand_bf16x (4, ks, 1.0f));
+  Pair sq = { NULL, NULL }, sk = { NULL, NULL }, al = { NULL, NULL };
+  HvAttnMask mc = { 0 }, mg = { 0 };
+  if (a->seg) {
+    int64_t splitq[4], splitk[4];
+    for (int b = 0; b < a->B && b < 4; b++) {
+      splitq[b] = a->Lq * (7 + b) / 10;   /* different boundary per batch */
+      splitk[b] = a->Lk * (7 + b) / 10;
+    }
+    sq = up_free (seg_ids (a->B, a->Lq, splitq));
+    sk = up_free (seg_ids (a->B, a->Lk, splitk));
+    mc.seg_q = sq.c; mc.seg_k = sk.c;
+    mg.seg_q = sq.g; mg.seg_k = sk.g;
+  }
+  if (a->allow) {
+    HvTensor *h = hv_tensor_new (HV_DTYPE_U8, 3, (int64_t[]) { a->B, a->Lq, a->Lk });
+    guint8 *p = h->data;
+    for (int64_t i = 0; i < hv_tensor_numel (h); i++)
+      p[i] = (next_u64 () % 4) != 0;
+    /* query row 1 of batch 0 sees nothing: its output must be zeros */
+    if (a->Lq > 1)
+      memset (p + a->Lk, 0, a->Lk);
+    al = up_free (h);
+    mc.allow = al.c;
+    mg.allow = al.g;
+  }
+  mc.causal = mg.causal = a->causal;
+  gboolean masked = a->seg || a->allow || a->causal;
+  Pair o = out_t (HV_DTYPE_F32, 4, qs);
+  float scale = 1.0f / sqrtf ((float) a->D);
+  hv_op_attention (cpu, o.c, q.c, k.c, v.c, masked ? &mc : NULL, scale);
+  if (a->force_f32)
+    g_setenv ("HV_CUDA_ATTN", "f32", TRUE);
+  hv_op_attention (gpu, o.g, q.g, k.g, v.g, masked ? &mg : NULL, scale);
+  g_unsetenv ("HV_CUDA_ATTN");
+  check (name, &o, a->bound);
+  pair_clear (&q);
+  pair_clear (&k);
+  pair_clear (&v);
+  pair_clear (&sq);
+  pair_clear (&sk);
+  pair_clear (&al);
+  pair_clear (&o);
+}
+
+static void
+test_attention (void)
+{
+  /* tensor-core kernel: P is rounded to bf16 (2^-9 relative) before P·V */
+  const double tc = 6e-3, f32 = 2e-5;
+  attention_case ("attention D128 B2 L200 H4 full", &(AttnCase) { 2, 200, 200, 4, 4, 128, .bound = tc });
+  attention_case ("attention D128 B2 L300 H3 segments (DiT mask)", &(AttnCase) { 2, 300, 300, 3, 3, 128, .seg = TRUE, .bound = tc });
+  attention_case ("attention D128 B1 L1000 H2 segments", &(AttnCase) { 1, 1000, 1000, 2, 2, 128, .seg = TRUE, .bound = tc });
+  attention_case ("attention D64 B1 L150 H8/2 GQA causal", &(AttnCase) { 1, 150, 150, 8, 2, 64, .causal = TRUE, .bound = tc });
+  attention_case ("attention D32 B2 L70 H2 allow mask", &(AttnCase) { 2, 70, 70, 2, 2, 32, .allow = TRUE, .bound = tc });
+  attention_case ("attention D32 B2 L88 H2 segments+causal", &(AttnCase) { 2, 88, 88, 2, 2, 32, .seg = TRUE, .causal = TRUE, .bound = tc });
+  attention_case ("attention D128 Lq5 Lk333 H4/4", &(AttnCase) { 1, 5, 333, 4, 4, 128, .bound = tc });
+  attention_case ("attention D128 Lq333 Lk5 causal", &(AttnCase) { 1, 333, 5, 2, 1, 128, .causal = TRUE, .bound = tc });
+  attention_case ("attention D128 L1 H1", &(AttnCase) { 1, 1, 1, 1, 1, 128, .bound = tc });
+  attention_case ("attention D80 (fp32 kernel) segments", &(AttnCase) { 2, 90, 90, 2, 2, 80, .seg = TRUE, .bound = f32 });
+  attention_case ("attention D512 (fp32 kernel) L96 causal", &(AttnCase) { 1, 96, 96, 1, 1, 512, .causal = TRUE, .bound = f32 });
+  attention_case ("attention D16 (fp32 kernel) GQA allow", &(AttnCase) { 2, 40, 50, 4, 2, 16, .allow = TRUE, .bound = f32 });
+  attention_case ("attention D128 forced fp32 kernel, segments", &(AttnCase) { 2, 130, 130, 2, 2, 128, .seg = TRUE, .force_f32 = TRUE, .bound = f32 });
+  attention_case ("attention D64 forced fp32 kernel, causal GQA", &(AttnCase) { 1, 77, 77, 4, 2, 64, .causal = TRUE, .force_f32 = TRUE, .bound = f32 });
+}
+
+static void
+test_rope (void)
+{
+  for (int mode = 0; mode < 2; mode++) {
+    const char *name = mode ? "rope half [2,50,3,64] n40" : "rope interleaved [2,50,3,64] n40";
+    if (!selected (name))
+      continue;
+    Pair x = up_free (rand_f32 (SHAPE (2, 50, 3, 64), 2.0f));
+    Pair c = up_free (rand_f32 (SHAPE (40, 64), 1.0f));
+    Pair s = up_free (rand_f32 (SHAPE (40, 64), 1.0f));
+    hv_op_rope (cpu, x.c, c.c, s.c, mode ? HV_ROPE_HALF : HV_ROPE_INTERLEAVED);
+    hv_op_rope (gpu, x.g, c.g, s.g, mode ? HV_ROPE_HALF : HV_ROPE_INTERLEAVED);
+    check (name, &x, 2e-6);
+    pair_clear (&x);
+    pair_clear (&c);
+    pair_clear (&s);
+  }
+}
+
+/* shift/scale/gate widths: 0 = absent, 1 = shared [C], 2 = per batch [B, C] */
+static void
+modulate_case (const char *name, int64_t B, int64_t L, int64_t C, int shift_kind, int scale_kind, gboolean gate)
+{
+  if (!selected (name))
+    return;
+  const int64_t xs[3] = { B, L, C };
+  Pair x = up_free (rand_f32 (3, xs, 2.0f));
+  Pair sh = { NULL, NULL }, sc = { NULL, NULL };
+  if (shift_kind)
+    sh = up_free (shift_kind == 1 ? rand_f32 (1, &C, 1.0f) : rand_f32 (2, (int64_t[]) { B, C }, 1.0f));
+  if (scale_kind)
+    sc = up_free (scale_kind == 1 ? rand_f32 (1, &C, 1.0f) : rand_f32 (2, (int64_t[]) { B, C }, 1.0f));
+  if (gate) {
+    Pair y = up_free (rand_f32 (3, xs, 1.0f));
+    hv_op_gate_add (cpu, x.c, y.c, sc.c);
+    hv_op_gate_add (gpu, x.g, y.g, sc.g);
+    check (name, &x, 2e-6);
+    pair_clear (&y);
+  } else {
+    Pair y = out_t (HV_DTYPE_F32, 3, xs);
+    hv_op_modulate (cpu, y.c, x.c, sh.c, sc.c);
+    hv_op_modulate (gpu, y.g, x.g, sh.g, sc.g);
+    check (name, &y, 2e-6);
+    pair_clear (&y);
+  }
+  pair_clear (&x);
+  pair_clear (&sh);
+  pair_clear (&sc);
+}
+
+static void
+test_modulate (void)
+{
+  modulate_case ("modulate [2,77,96] shift+scale [B,C]", 2, 77, 96, 2, 2, FALSE);
+  modulate_case ("modulate [2,77,96] shift only", 2, 77, 96, 2, 0, FALSE);
+  modulate_case ("modulate [2,77,96] scale only, shared", 2, 77, 96, 0, 1, FALSE);
+  modulate_case ("modulate [3,10,33] shift [C] scale [B,C]", 3, 10, 33, 1, 2, FALSE);
+  modulate_case ("gate_add [2,77,96] gate [B,C]", 2, 77, 96, 0, 2, TRUE);
+  modulate_case ("gate_add [3,11,33] gate [C]", 3, 11, 33, 0, 1, TRUE);
+  modulate_case ("gate_add [2,5,64] no gate", 2, 5, 64, 0, 0, TRUE);
+}
+
+static void
+test_binary (void)
+{
+  static const char *ops[] = { "add", "sub", "mul" };
+  const int64_t shapes[][2] = { { 1001, 1001 }, { 4096, 4096 }, { 4096, 64 }, { 999, 37 }, { 960, 1 } };
+  for (int op = 0; op < 3; op++)
+    for (guint s = 0; s < G_N_ELEMENTS (shapes); s++) {
+      char name[64];
+      g_snprintf (name, sizeof name, "binary %s [%" G_GINT64_FORMAT "] by [%" G_GINT64_FORMAT "]",
+                  ops[op], shapes[s][0], shapes[s][1]);
+      if (!selected (name))
+        continue;
+      Pair a = up_free (rand_f32 (1, &shapes[s][0], 3.0f));
+      Pair c = up_free (rand_f32 (1, &shapes[s][1], 3.0f));
+      Pair y = out_t (HV_DTYPE_F32, 1, &shapes[s][0]);
+      void (*fn) (HvBackend *, HvTensor *, const HvTensor *, const HvTensor *) =
+        op == 0 ? hv_op_add : op == 1 ? hv_op_sub : hv_op_mul;
+      fn (cpu, y.c, a.c, c.c);
+      fn (gpu, y.g, a.g, c.g);
+      check (name, &y, 2e-6);
+      pair_clear (&a);
+      pair_clear (&c);
+      pair_clear (&y);
+    }
+  if (selected ("scale [777]")) {
+    int64_t n = 777;
+    Pair x = up_free (rand_f32 (1, &n, 3.0f));
+    Pair y = out_t (HV_DTYPE_F32, 1, &n);
+    hv_op_scale (cpu, y.c, x.c, -1.75f, 0.125f);
+    hv_op_scale (gpu, y.g, x.g, -1.75f, 0.125f);
+    check ("scale [777]", &y, 2e-6);
+    pair_clear (&x);
+    pair_clear (&y);
+  }
+}
+
+static void
+copy_case (const char *name, HvDType xdt, HvDType ydt, float scale)
+{
+  if (!selected (name))
+    return;
+  const int64_t s[3] = { 3, 17, 29 };
+  Pair x = up_free (host_rand (xdt, 3, s, 3.0f, 0.0f, VAL_F32, scale));
+  Pair y = out_t (ydt, 3, s);
+  hv_op_copy (cpu, y.c, x.c);
+  hv_op_copy (gpu, y.g, x.g);
+  check_exact (name, &y);
+  pair_clear (&x);
+  pair_clear (&y);
+}
+
+static void
+test_copy (void)
+{
+  copy_case ("copy bf16 -> f32", HV_DTYPE_BF16, HV_DTYPE_F32, 1.0f);
+  copy_case ("copy f16 -> f32", HV_DTYPE_F16, HV_DTYPE_F32, 1.0f);
+  copy_case ("copy e4m3 (scale 0.37) -> f32", HV_DTYPE_F8_E4M3, HV_DTYPE_F32, 0.37f);
+  copy_case ("copy e5m2 (scale 2) -> f32", HV_DTYPE_F8_E5M2, HV_DTYPE_F32, 2.0f);
+  copy_case ("copy f32 -> bf16", HV_DTYPE_F32, HV_DTYPE_BF16, 1.0f);
+  copy_case ("copy f32 -> f16", HV_DTYPE_F32, HV_DTYPE_F16, 1.0f);
+  copy_case ("copy i32 -> f32", HV_DTYPE_I32, HV_DTYPE_F32, 1.0f);
+  copy_case ("copy u8 -> f32", HV_DTYPE_U8, HV_DTYPE_F32, 1.0f);
+
+  /* a transposed (strided) view as the source */
+  const char *name = "copy strided view [5,7,3] (dims 0,1 swapped)";
+  if (selected (name)) {
+    Pair x = up_free (rand_f32 (SHAPE (7, 5, 3), 3.0f));
+    /* header-only views (they keep each backend pointer); data is cleared before freeing them
+     * so that x's memory is released once, by x */
+    HvTensor *views[2] = { hv_tensor_view (x.c), hv_tensor_view (x.g) };
+    for (int i = 0; i < 2; i++) {
+      views[i]->shape[0] = 5;
+      views[i]->shape[1] = 7;
+      views[i]->stride[0] = 3;
+      views[i]->stride[1] = 15;
+    }
+    Pair y = out_t (HV_DTYPE_F32, SHAPE (5, 7, 3));
+    hv_op_copy (cpu, y.c, views[0]);
+    hv_op_copy (gpu, y.g, views[1]);
+    check_exact (name, &y);
+    for (int i = 0; i < 2; i++) {
+      views[i]->data = NULL;
+      hv_tensor_free (views[i]);
+    }
+    pair_clear (&x);
+    pair_clear (&y);
+  }
+}
+
+static void
+test_movers (void)
+{
+  if (selected ("slice f32 dim1")) {
+    Pair x = up_free (rand_f32 (SHAPE (3, 10, 5), 1.0f));
+    Pair y = out_t (HV_DTYPE_F32, SHAPE (3, 4, 5));
+    hv_op_slice (cpu, y.c, x.c, 1, 2);
+    hv_op_slice (gpu, y.g, x.g, 1, 2);
+    check_exact ("slice f32 dim1", &y);
+    pair_clear (&x);
+    pair_clear (&y);
+  }
+  if (selected ("slice i32 dim0")) {
+    Pair x = up_free (host_rand (HV_DTYPE_I32, SHAPE (9, 6), 1.0f, 0.0f, VAL_F32, 1.0f));
+    Pair y = out_t (HV_DTYPE_I32, SHAPE (3, 6));
+    hv_op_slice (cpu, y.c, x.c, 0, 5);
+    hv_op_slice (gpu, y.g, x.g, 0, 5);
+    check_exact ("slice i32 dim0", &y);
+    pair_clear (&x);
+    pair_clear (&y);
+  }
+  if (selected ("slice bf16 last dim")) {
+    Pair x = up_free (host_rand (HV_DTYPE_BF16, SHAPE (4, 3, 11), 1.0f, 0.0f, VAL_F32, 1.0f));
+    Pair y = out_t (HV_DTYPE_BF16, SHAPE (4, 3, 6));
+    hv_op_slice (cpu, y.c, x.c, 2, 5);
+    hv_op_slice (gpu, y.g, x.g, 2, 5);
+    check_exact ("slice bf16 last dim", &y);
+    pair_clear (&x);
+    pair_clear (&y);
+  }
+  if (selected ("concat f32 dim2")) {
+    Pair a = up_free (rand_f32 (SHAPE (2, 3, 4, 5), 1.0f));
+    Pair c = up_free (rand_f32 (SHAPE (2, 3, 7, 5), 1.0f));
+    Pair y = out_t (HV_DTYPE_F32, SHAPE (2, 3, 11, 5));
+    hv_op_concat (cpu, y.c, a.c, c.c, 2);
+    hv_op_concat (gpu, y.g, a.g, c.g, 2);
+    check_exact ("concat f32 dim2", &y);
+    pair_clear (&a);
+    pair_clear (&c);
+    pair_clear (&y);
+  }
+  if (selected ("concat f32 dim0")) {
+    Pair a = up_free (rand_f32 (SHAPE (3, 8), 1.0f));
+    Pair c = up_free (rand_f32 (SHAPE (1, 8), 1.0f));
+    Pair y = out_t (HV_DTYPE_F32, SHAPE (4, 8));
+    hv_op_concat (cpu, y.c, a.c, c.c, 0);
+    hv_op_concat (gpu, y.g, a.g, c.g, 0);
+    check_exact ("concat f32 dim0", &y);
+    pair_clear (&a);
+    pair_clear (&c);
+    pair_clear (&y);
+  }
+  if (selected ("permute f32 5-d {0,2,1,4,3}")) {
+    Pair x = up_free (rand_f32 (SHAPE (2, 3, 4, 5, 6), 1.0f));
+    Pair y = out_t (HV_DTYPE_F32, SHAPE (2, 4, 3, 6, 5));
+    hv_op_permute (cpu, y.c, x.c, (int[]) { 0, 2, 1, 4, 3 });
+    hv_op_permute (gpu, y.g, x.g, (int[]) { 0, 2, 1, 4, 3 });
+    check_exact ("permute f32 5-d {0,2,1,4,3}", &y);
+    pair_clear (&x);
+    pair_clear (&y);
+  }
+  if (selected ("permute u8 4-d {3,1,0,2}")) {
+    Pair x = up_free (host_rand (HV_DTYPE_U8, SHAPE (2, 3, 4, 5), 1.0f, 0.0f, VAL_F32, 1.0f));
+    Pair y = out_t (HV_DTYPE_U8, SHAPE (5, 3, 2, 4));
+    hv_op_permute (cpu, y.c, x.c, (int[]) { 3, 1, 0, 2 });
+    hv_op_permute (gpu, y.g, x.g, (int[]) { 3, 1, 0, 2 });
+    check_exact ("permute u8 4-d {3,1,0,2}", &y);
+    pair_clear (&x);
+    pair_clear (&y);
+  }
+  for (int which = 0; which < 3; which++) {
+    static const char *names[] = { "get_rows bf16 table, i32 ids", "get_rows f32 table, i64 ids",
+                                   "get_rows e4m3 table (scale 0.1)" };
+    if (!selected (names[which]))
+      continue;
+    HvDType tdt = which == 0 ? HV_DTYPE_BF16 : which == 1 ? HV_DTYPE_F32 : HV_DTYPE_F8_E4M3;
+    Pair t = up_free (host_rand (tdt, SHAPE (50, 64), 2.0f, 0.0f, VAL_F32, 0.1f));
+    HvTensor *ids = hv_tensor_new (which == 1 ? HV_DTYPE_I64 : HV_DTYPE_I32, 1, (int64_t[]) { 17 });
+    for (int i = 0; i < 17; i++) {
+      int64_t v = (int64_t) (next_u64 () % 50);
+      if (which == 1) ((int64_t *) ids->data)[i] = v; else ((int32_t *) ids->data)[i] = (int32_t) v;
+    }
+    Pair id = up_free (ids);
+    Pair y = out_t (HV_DTYPE_F32, SHAPE (17, 64));
+    hv_op_get_rows (cpu, y.c, t.c, id.c);
+    hv_op_get_rows (gpu, y.g, t.g, id.g);
+    check_exact (names[which], &y);
+    pair_clear (&t);
+    pair_clear (&id);
+    pair_clear (&y);
+  }
+  if (selected ("get_rows bad id is an error")) {
+    Pair t = up_free (rand_f32 (SHAPE (10, 8), 1.0f));
+    HvTensor *ids = hv_tensor_new (HV_DTYPE_I32, 1, (int64_t[]) { 3 });
+    ((int32_t *) ids->data)[0] = 1;
+    ((int32_t *) ids->data)[1] = 10;   /* one past the end */
+    ((int32_t *) ids->data)[2] = 2;
+    Pair id = up_free (ids);
+    Pair y = out_t (HV_DTYPE_F32, SHAPE (3, 8));
+    hv_op_get_rows (gpu, y.g, t.g, id.g);
+    g_autoptr(GError) e = NULL;
+    gboolean ok = hv_backend_check (gpu, &e);
+    report ("get_rows bad id is an error", !ok && g_error_matches (e, HV_ERROR, HV_ERROR_INVALID),
+            "%s", e ? e->message : "no error reported");
+    pair_clear (&t);
+    pair_clear (&id);
+    pair_clear (&y);
+  }
+}
+
+static void
+conv_case (const char *name, int64_t B, int64_t Ci, int64_t T, int64_t H, int64_t W, int64_t Co,
+           const int *k, const int *stride, const int *pad, HvDType wdt, gboolean bias, double bound)
+{
+  if (!selected (name))
+    return;
+  int64_t To = (T + 2 * pad[0] - k[0]) / stride[0] + 1;
+  int64_t Ho = (H + 2 * pad[1] - k[1]) / stride[1] + 1;
+  int64_t Wo = (W + 2 * pad[2] - k[2]) / stride[2] + 1;
+  /* bf16-exact activations and bf16 weights: the GPU GEMM's products are exact */
+  Pair x = up_free (rand_bf16x (SHAPE (B, Ci, T, H, W), 2.0f));
+  Pair w = up_free (host_rand (wdt, SHAPE (Co, Ci, k[0], k[1], k[2]), 0.3f, 0.0f, VAL_F32, 1.0f));
+  Pair bb = { NULL, NULL };
+  if (bias)
+    bb = up_free (host_rand (HV_DTYPE_BF16, 1, &Co, 0.5f, 0.0f, VAL_F32, 1.0f));
+  Pair y = out_t (HV_DTYPE_F32, SHAPE (B, Co, To, Ho, Wo));
+  hv_op_conv3d (cpu, y.c, x.c, w.c, bb.c, stride, pad);
+  hv_op_conv3d (gpu, y.g, x.g, w.g, bb.g, stride, pad);
+  check (name, &y, bound);
+  pair_clear (&x);
+  pair_clear (&w);
+  pair_clear (&bb);
+  pair_clear (&y);
+}
+
+static void
+test_conv (void)
+{
+  conv_case ("conv3d 3x3x3 s1 p1 bf16 +bias", 1, 8, 5, 9, 11, 16, (int[]) { 3, 3, 3 }, (int[]) { 1, 1, 1 },
+             (int[]) { 1, 1, 1 }, HV_DTYPE_BF16, TRUE, 2e-6);
+  conv_case ("conv3d 3x3x3 s(1,2,2) p(0,1,1) B2", 2, 6, 4, 10, 12, 8, (int[]) { 3, 3, 3 }, (int[]) { 1, 2, 2 },
+             (int[]) { 0, 1, 1 }, HV_DTYPE_BF16, TRUE, 2e-6);
+  conv_case ("conv3d 1x1x1 bf16", 1, 32, 3, 8, 12, 16, (int[]) { 1, 1, 1 }, (int[]) { 1, 1, 1 },
+             (int[]) { 0, 0, 0 }, HV_DTYPE_BF16, FALSE, 2e-6);
+  conv_case ("conv3d 3x1x1 f32 weights (via bf16)", 1, 4, 6, 5, 7, 5, (int[]) { 3, 1, 1 }, (int[]) { 2, 1, 1 },
+             (int[]) { 1, 0, 0 }, HV_DTYPE_F32, TRUE, 1e-2);
+}
+
+static void
+test_3d (void)
+{
+  for (int mode = 0; mode < 2; mode++) {
+    const char *name = mode ? "pad3d replicate {2,0,1,2,0,3}" : "pad3d zero {2,0,1,2,0,3}";
+    if (!selected (name))
+      continue;
+    Pair x = up_free (rand_f32 (SHAPE (2, 3, 4, 5, 6), 1.0f));
+    Pair y = out_t (HV_DTYPE_F32, SHAPE (2, 3, 6, 8, 9));
+    const int pads[6] = { 2, 0, 1, 2, 0, 3 };
+    hv_op_pad3d (cpu, y.c, x.c, pads, mode ? HV_PAD_REPLICATE : HV_PAD_ZERO);
+    hv_op_pad3d (gpu, y.g, x.g, pads, mode ? HV_PAD_REPLICATE : HV_PAD_ZERO);
+    check_exact (name, &y);
+    pair_clear (&x);
+    pair_clear (&y);
+  }
+  for (int f = 0; f < 2; f++) {
+    const char *name = f ? "upsample nearest {1,2,2}" : "upsample nearest {2,2,2}";
+    if (!selected (name))
+      continue;
+    const int fac[3] = { f ? 1 : 2, 2, 2 };
+    Pair x = up_free (rand_f32 (SHAPE (1, 4, 3, 5, 6), 1.0f));
+    Pair y = out_t (HV_DTYPE_F32, SHAPE (1, 4, 3 * fac[0], 10, 12));
+    hv_op_upsample_nearest (cpu, y.c, x.c, fac);
+    hv_op_upsample_nearest (gpu, y.g, x.g, fac);
+    check_exact (name, &y);
+    pair_clear (&x);
+    pair_clear (&y);
+  }
+  for (int big = 0; big < 2; big++) {
+    const char *name = big ? "groupnorm [1,8,4,64,80] 2 groups (multi-chunk)" : "groupnorm [2,32,3,7,9] 8 groups w,b";
+    if (!selected (name))
+      continue;
+    Pair x = big ? up_free (host_rand (HV_DTYPE_F32, SHAPE (1, 8, 4, 64, 80), 2.0f, 3.0f, VAL_F32, 1.0f))
+                 : up_free (host_rand (HV_DTYPE_F32, SHAPE (2, 32, 3, 7, 9), 2.0f, -1.0f, VAL_F32, 1.0f));
+    int64_t C = big ? 8 : 32;
+    Pair w = up_free (host_rand (HV_DTYPE_BF16, 1, &C, 0.3f, 1.0f, VAL_F32, 1.0f));
+    Pair b = up_free (host_rand (HV_DTYPE_BF16, 1, &C, 0.3f, 0.0f, VAL_F32, 1.0f));
+    Pair y = out_t (HV_DTYPE_F32, x.c->ndim, x.c->shape);
+    hv_op_groupnorm (cpu, y.c, x.c, big ? 2 : 8, w.c, b.c, 1e-6f);
+    hv_op_groupnorm (gpu, y.g, x.g, big ? 2 : 8, w.g, b.g, 1e-6f);
+    check (name, &y, 1e-5);
+    pair_clear (&x);
+    pair_clear (&w);
+    pair_clear (&b);
+    pair_clear (&y);
+  }
+}
+
+int
+main (int argc, char **argv)
+{
+  g_autoptr(GError) error = NULL;
+  gint64 seed = 0;
+  GOptionEntry entries[] = {
+    { "verbose", 'v', 0, G_OPTION_ARG_NONE, &verbose, "print every case, not only failures", NULL },
+    { "seed", 's', 0, G_OPTION_ARG_INT64, &seed, "random seed (default: from the clock, printed)", "N" },
+    { NULL }
+  };
+  g_autoptr(GOptionContext) ctx = g_option_context_new ("[FILTER] — every op on CPU and CUDA, compared");
+  g_option_context_add_main_entries (ctx, entries, NULL);
+  if (!g_option_context_parse (ctx, &argc, &argv, &error)) {
+    fprintf (stderr, "test-backend-ops: %s\n", error->message);
+    return 2;
+  }
+  filter = argc > 1 ? argv[1] : NULL;
+
+  gpu = hv_backend_cuda_new (0, &error);
+  if (!gpu) {
+    if (g_error_matches (error, HV_ERROR, HV_ERROR_DEVICE)) {
+      printf ("no CUDA device: skipping (%s)\n", error->message);
+      return 77;
+    }
+    fprintf (stderr, "test-backend-ops: %s\n", error->message);
+    return 1;
+  }
+  cpu = hv_backend_cpu_new (0);
+  if (seed == 0)
+    seed = g_get_real_time ();
+  rng = (guint64) seed;
+  printf ("test-backend-ops: seed %" G_GINT64_FORMAT " (repeat with -s), GPU backend %s, fp8 %s\n",
+          seed, gpu->name, fp8_tensor_cores () ? "tensor cores" : "via bf16");
+
+  test_linear ();
+  test_norms ();
+  test_unary ();
+  test_attention ();
+  test_rope ();
+  test_modulate ();
+  test_binary ();
+  test_copy ();
+  test_movers ();
+  test_conv ();
+  test_3d ();
+
+  printf ("test-backend-ops: %d passed, %d failed (of %d)\n", n_pass, n_fail, n_run);
+  hv_backend_free (gpu);
+  hv_backend_free (cpu);
+  if (n_run == 0) {
+    fprintf (stderr, "test-backend-ops: no case matches '%s'\n", filter ? filter : "");
+    return 1;
+  }
+  return n_fail == 0 ? 0 : 1;
+}
