@@ -39,8 +39,10 @@
 #define UNROLL(n)
 #endif
 
-/* Below this many elements an elementwise op runs on one thread (threads cost more). */
-#define PAR_MIN 32768
+/* Below this many elements an elementwise op runs on one thread, below PAR_MIN_FLOPS a matrix
+ * op: waking the team (and libgomp's spinning after it) costs more than the work. */
+#define PAR_MIN 65536
+#define PAR_MIN_FLOPS 4000000.0
 
 /* ---- backend state ----------------------------------------------------------------------- */
 
@@ -138,6 +140,12 @@ raw_free (void *p)
   g_free (((BlockHdr *) p - 1)->base);
 }
 
+static void
+free_block_list (gpointer key, gpointer list, gpointer user_data)
+{
+  g_slist_free_full (list, raw_free);
+}
+
 static void *
 cpu_alloc (HvBackend *b, gsize nbytes)
 {
@@ -156,7 +164,18 @@ cpu_alloc (HvBackend *b, gsize nbytes)
     pv->cached -= size;
   }
   g_mutex_unlock (&pv->lock);
-  return p ? p : raw_alloc (size);
+  if (p)
+    return p;
+  p = raw_alloc (size);
+  if (!p) {   /* out of memory: give the cached blocks back and try once more */
+    g_mutex_lock (&pv->lock);
+    g_hash_table_foreach (pv->cache, free_block_list, NULL);
+    g_hash_table_remove_all (pv->cache);
+    pv->cached = 0;
+    g_mutex_unlock (&pv->lock);
+    p = raw_alloc (size);
+  }
+  return p;
 }
 
 static void
@@ -176,12 +195,6 @@ cpu_release (HvBackend *b, void *p)
   g_mutex_unlock (&pv->lock);
   if (p)
     raw_free (p);
-}
-
-static void
-free_block_list (gpointer key, gpointer list, gpointer user_data)
-{
-  g_slist_free_full (list, raw_free);
 }
 
 static void
@@ -766,18 +779,36 @@ typedef struct {
   float *tmp;
 } GemmScratch;
 
-static void
-scratch_init (GemmScratch *s, const Kernel *kr)
+/* Per-thread scratch comes from the block cache, so repeated ops reuse the same pages instead
+ * of having malloc hand memory back to the kernel and fault it in again on every call. */
+static void *
+scratch_get (HvBackend *b, gsize n)
 {
-  s->bp = g_malloc (sizeof (float) * KC * kr->nr);
-  s->tmp = g_malloc (sizeof (float) * KC);
+  void *p = cpu_alloc (b, MAX (n, 1));
+  if (!p)
+    g_error ("out of memory allocating %" G_GSIZE_FORMAT " bytes of scratch", n);
+  return p;
 }
 
 static void
-scratch_clear (GemmScratch *s)
+scratch_put (HvBackend *b, void *p)
 {
-  g_free (s->bp);
-  g_free (s->tmp);
+  if (p)
+    cpu_release (b, p);
+}
+
+static void
+scratch_init (HvBackend *b, GemmScratch *s, const Kernel *kr)
+{
+  s->bp = scratch_get (b, sizeof (float) * KC * kr->nr);
+  s->tmp = scratch_get (b, sizeof (float) * KC);
+}
+
+static void
+scratch_clear (HvBackend *b, GemmScratch *s)
+{
+  scratch_put (b, s->bp);
+  scratch_put (b, s->tmp);
 }
 
 /* C[M, N] += A[M, K] · B(bn0 + n, bk0 + k)ᵀ on the calling thread. */
@@ -819,9 +850,9 @@ cpu_linear (HvBackend *b, HvTensor *y, const HvTensor *x, const HvTensor *w, con
     /* few rows (modulation vectors, single tokens): dot products straight from each
      * converted weight row; the packed kernel would waste most of its register tile */
     int64_t nchunk = (N + 63) / 64;
-    OMP (omp parallel num_threads (nt) if (nchunk > 1 && M * N * K > PAR_MIN))
+    OMP (omp parallel num_threads (nt) if (nchunk > 1 && 2.0 * M * N * K > PAR_MIN_FLOPS))
     {
-      float *tmp = g_malloc (sizeof (float) * MAX (K, 1));
+      float *tmp = scratch_get (b, sizeof (float) * MAX (K, 1));
       OMP (omp for schedule (static))
       for (int64_t c = 0; c < nchunk; c++)
         for (int64_t n = c * 64; n < MIN (N, c * 64 + 64); n++) {
@@ -835,7 +866,7 @@ cpu_linear (HvBackend *b, HvTensor *y, const HvTensor *x, const HvTensor *w, con
           for (int64_t m = 0; m < M; m++)
             Y[m * N + n] = kr->dot (X + m * K, wr, K) + (bv ? bv[n] : 0.0f);
         }
-      g_free (tmp);
+      scratch_put (b, tmp);
     }
     return;
   }
@@ -848,10 +879,10 @@ cpu_linear (HvBackend *b, HvTensor *y, const HvTensor *x, const HvTensor *w, con
   int64_t tm = (M + mc_task - 1) / mc_task;
   int64_t ntasks = tm * tn;
 
-  OMP (omp parallel num_threads (nt) if (ntasks > 1))
+  OMP (omp parallel num_threads (nt) if (ntasks > 1 && 2.0 * M * N * K > PAR_MIN_FLOPS))
   {
     GemmScratch s;
-    scratch_init (&s, kr);
+    scratch_init (b, &s, kr);
     OMP (omp for schedule (dynamic, 1))
     for (int64_t t = 0; t < ntasks; t++) {
       int64_t m0 = (t / tn) * mc_task, n0 = (t % tn) * LIN_NC;
@@ -865,7 +896,7 @@ cpu_linear (HvBackend *b, HvTensor *y, const HvTensor *x, const HvTensor *w, con
       }
       gemm_serial (kr, &s, mc, nc, K, X + m0 * K, K, &B, n0, 0, Y + m0 * N + n0, N);
     }
-    scratch_clear (&s);
+    scratch_clear (b, &s);
   }
 }
 
@@ -1085,7 +1116,7 @@ cpu_unary (HvBackend *b, HvTensor *y, const HvTensor *x, HvUnary op)
 
 /* ---- attention ---------------------------------------------------------------------------- */
 
-#define ATT_QB 64    /* queries per task */
+#define ATT_QB 256   /* queries per task: K and V blocks are packed once per task */
 #define ATT_KB 128   /* keys per step of the online softmax */
 
 static void
@@ -1105,14 +1136,14 @@ cpu_attention (HvBackend *b, HvTensor *out, const HvTensor *q, const HvTensor *k
   int64_t nqb = (Lq + ATT_QB - 1) / ATT_QB;
   int64_t ntasks = B * H * nqb;
 
-  OMP (omp parallel num_threads (nthreads (b)) if (ntasks > 1))
+  OMP (omp parallel num_threads (nthreads (b)) if (ntasks > 1 && 4.0 * B * H * Lq * Lk * D > PAR_MIN_FLOPS))
   {
     GemmScratch s;
-    scratch_init (&s, kr);
-    float *S = g_malloc (sizeof (float) * ATT_QB * ATT_KB);
-    float *acc = g_malloc (sizeof (float) * ATT_QB * MAX (D, 1));
-    float *mrow = g_malloc (sizeof (float) * ATT_QB);
-    float *lrow = g_malloc (sizeof (float) * ATT_QB);
+    scratch_init (b, &s, kr);
+    float *S = scratch_get (b, sizeof (float) * ATT_QB * ATT_KB);
+    float *acc = scratch_get (b, sizeof (float) * ATT_QB * MAX (D, 1));
+    float *mrow = scratch_get (b, sizeof (float) * ATT_QB);
+    float *lrow = scratch_get (b, sizeof (float) * ATT_QB);
     OMP (omp for schedule (dynamic, 1))
     for (int64_t t = 0; t < ntasks; t++) {
       int64_t bi = t / (H * nqb), h = (t / nqb) % H, q0 = (t % nqb) * ATT_QB;
@@ -1173,11 +1204,11 @@ cpu_attention (HvBackend *b, HvTensor *out, const HvTensor *q, const HvTensor *k
         for (int64_t d = 0; d < D; d++) orow[d] = acc[i * D + d] * inv;
       }
     }
-    g_free (S);
-    g_free (acc);
-    g_free (mrow);
-    g_free (lrow);
-    scratch_clear (&s);
+    scratch_put (b, S);
+    scratch_put (b, acc);
+    scratch_put (b, mrow);
+    scratch_put (b, lrow);
+    scratch_clear (b, &s);
   }
 }
 
@@ -1360,7 +1391,7 @@ cpu_copy (HvBackend *b, HvTensor *y, const HvTensor *x)
   }
   OMP (omp parallel num_threads (nthreads (b)) if (n > PAR_MIN))
   {
-    float *tmp = y->dtype == HV_DTYPE_F32 ? NULL : g_new (float, MAX (inner, 1));
+    float *tmp = y->dtype == HV_DTYPE_F32 ? NULL : scratch_get (b, sizeof (float) * MAX (inner, 1));
     OMP (omp for schedule (static))
     for (int64_t r = 0; r < R; r++) {
       int64_t len = contig ? MIN (inner, n - r * inner) : inner;
@@ -1392,7 +1423,7 @@ cpu_copy (HvBackend *b, HvTensor *y, const HvTensor *x)
         for (int64_t i = 0; i < len; i++) o[i] = hv_f32_to_f16 (tmp[i]);
       }
     }
-    g_free (tmp);
+    scratch_put (b, tmp);
   }
 }
 
@@ -1568,11 +1599,11 @@ cpu_conv3d (HvBackend *b, HvTensor *y, const HvTensor *x, const HvTensor *w, con
     tap[k].dw = (int) (r % kw);
   }
 
-  OMP (omp parallel num_threads (nthreads (b)) if (ntasks > 1))
+  OMP (omp parallel num_threads (nthreads (b)) if (ntasks > 1 && 2.0 * Bn * P * Co * Kd > PAR_MIN_FLOPS))
   {
-    float *bp = g_malloc (sizeof (float) * KC * nr);
-    float *Af = w_direct ? NULL : g_malloc (sizeof (float) * Co * KC);
-    int64_t *pt = g_malloc (sizeof (int64_t) * 3 * nr);
+    float *bp = scratch_get (b, sizeof (float) * KC * nr);
+    float *Af = w_direct ? NULL : scratch_get (b, sizeof (float) * Co * KC);
+    int64_t *pt = scratch_get (b, sizeof (int64_t) * 3 * nr);
     OMP (omp for schedule (dynamic, 1))
     for (int64_t t = 0; t < ntasks; t++) {
       int64_t bi = t / npt, p0 = (t % npt) * CONV_MC, mc = MIN (CONV_MC, P - p0);
@@ -1610,9 +1641,9 @@ cpu_conv3d (HvBackend *b, HvTensor *y, const HvTensor *x, const HvTensor *w, con
         }
       }
     }
-    g_free (bp);
-    g_free (Af);
-    g_free (pt);
+    scratch_put (b, bp);
+    scratch_put (b, Af);
+    scratch_put (b, pt);
   }
   g_free (tap);
 }

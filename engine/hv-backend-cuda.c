@@ -40,6 +40,15 @@ ctx_of (HvBackend *b)
   return ((CudaPriv *) b->priv)->k;
 }
 
+/* The context with its device current on this thread: every entry point goes through here. */
+static HvKCtx *
+bound (HvBackend *b)
+{
+  HvKCtx *k = ctx_of (b);
+  hv_k_bind (k);
+  return k;
+}
+
 static void
 record (HvBackend *b, int code, const char *fmt, ...) G_GNUC_PRINTF (3, 4);
 
@@ -70,19 +79,19 @@ static void *
 cuda_alloc (HvBackend *b, gsize nbytes)
 {
   /* NULL on failure: the caller reports out-of-memory with its own context */
-  return hv_k_alloc (ctx_of (b), nbytes);
+  return hv_k_alloc (bound (b), nbytes);
 }
 
 static void
 cuda_release (HvBackend *b, void *p)
 {
-  hv_k_free (ctx_of (b), p);
+  hv_k_free (bound (b), p);
 }
 
 static void
 cuda_upload (HvBackend *b, void *dst, const void *host_src, gsize nbytes)
 {
-  RUN (b, "upload", hv_k_memcpy (ctx_of (b), dst, host_src, nbytes, cudaMemcpyHostToDevice));
+  RUN (b, "upload", hv_k_memcpy (bound (b), dst, host_src, nbytes, cudaMemcpyHostToDevice));
 }
 
 static void
@@ -93,14 +102,14 @@ cuda_download (HvBackend *b, void *host_dst, const void *src, gsize nbytes)
     memset (host_dst, 0xff, nbytes);
     return;
   }
-  if (hv_k_memcpy (ctx_of (b), host_dst, src, nbytes, cudaMemcpyDeviceToHost))
+  if (hv_k_memcpy (bound (b), host_dst, src, nbytes, cudaMemcpyDeviceToHost))
     record (b, HV_ERROR_DEVICE, "download");
 }
 
 static void
 cuda_synchronize (HvBackend *b)
 {
-  HvKCtx *k = ctx_of (b);
+  HvKCtx *k = bound (b);
   if (hv_k_synchronize (k))
     record (b, HV_ERROR_DEVICE, "GPU work");
   int64_t pos, id;
@@ -146,34 +155,34 @@ cuda_linear (HvBackend *b, HvTensor *y, const HvTensor *x, const HvTensor *w, co
   int64_t N = w->shape[0], K = N ? hv_tensor_numel (w) / N : 0, M = K ? hv_tensor_numel (x) / K : 0;
   if (K == 0)
     M = rows_of (y);
-  RUN (b, "linear", hv_k_linear (ctx_of (b), y->data, x->data, M, K, w->data, w->dtype, w->scale, N,
+  RUN (b, "linear", hv_k_linear (bound (b), y->data, x->data, M, K, w->data, w->dtype, w->scale, N,
                                  DATA (bias), DT (bias), SC (bias)));
 }
 
 static void
 cuda_layernorm (HvBackend *b, HvTensor *y, const HvTensor *x, const HvTensor *w, const HvTensor *bias, float eps)
 {
-  RUN (b, "layernorm", hv_k_layernorm (ctx_of (b), y->data, x->data, rows_of (x), last_dim (x),
+  RUN (b, "layernorm", hv_k_layernorm (bound (b), y->data, x->data, rows_of (x), last_dim (x),
                                        DATA (w), DT (w), SC (w), DATA (bias), DT (bias), SC (bias), eps));
 }
 
 static void
 cuda_rmsnorm (HvBackend *b, HvTensor *y, const HvTensor *x, const HvTensor *w, float eps)
 {
-  RUN (b, "rmsnorm", hv_k_rmsnorm (ctx_of (b), y->data, x->data, rows_of (x), last_dim (x),
+  RUN (b, "rmsnorm", hv_k_rmsnorm (bound (b), y->data, x->data, rows_of (x), last_dim (x),
                                    DATA (w), DT (w), SC (w), eps));
 }
 
 static void
 cuda_unary (HvBackend *b, HvTensor *y, const HvTensor *x, HvUnary op)
 {
-  RUN (b, "unary", hv_k_unary (ctx_of (b), y->data, x->data, hv_tensor_numel (x), (int) op));
+  RUN (b, "unary", hv_k_unary (bound (b), y->data, x->data, hv_tensor_numel (x), (int) op));
 }
 
 static void
 cuda_softmax (HvBackend *b, HvTensor *y, const HvTensor *x)
 {
-  RUN (b, "softmax", hv_k_softmax (ctx_of (b), y->data, x->data, rows_of (x), last_dim (x)));
+  RUN (b, "softmax", hv_k_softmax (bound (b), y->data, x->data, rows_of (x), last_dim (x)));
 }
 
 static void
@@ -193,7 +202,7 @@ cuda_attention (HvBackend *b, HvTensor *out, const HvTensor *q, const HvTensor *
   /* HV_CUDA_ATTN=f32 forces the fp32 kernel (tests compare both kernels) */
   const char *env = g_getenv ("HV_CUDA_ATTN");
   int generic = env && strcmp (env, "f32") == 0;
-  RUN (b, "attention", hv_k_attention (ctx_of (b), out->data, q->data, k->data, v->data, B, Lq, Lk,
+  RUN (b, "attention", hv_k_attention (bound (b), out->data, q->data, k->data, v->data, B, Lq, Lk,
                                        H, Hkv, D, &m, scale, generic));
 }
 
@@ -201,7 +210,7 @@ static void
 cuda_rope (HvBackend *b, HvTensor *x, const HvTensor *cos, const HvTensor *sin, HvRopeMode mode)
 {
   int64_t D = x->shape[3];
-  RUN (b, "rope", hv_k_rope (ctx_of (b), x->data, cos->data, sin->data, x->shape[0], x->shape[1],
+  RUN (b, "rope", hv_k_rope (bound (b), x->data, cos->data, sin->data, x->shape[0], x->shape[1],
                              x->shape[2], D, hv_tensor_numel (cos) / D, mode == HV_ROPE_HALF ? 1 : 0));
 }
 
@@ -216,7 +225,7 @@ per_vector (const HvTensor *x, const HvTensor *m)
 static void
 cuda_modulate (HvBackend *b, HvTensor *y, const HvTensor *x, const HvTensor *shift, const HvTensor *scale)
 {
-  HvKCtx *k = ctx_of (b);
+  HvKCtx *k = bound (b);
   int64_t n = hv_tensor_numel (x), C = last_dim (x);
   if (n == 0)
     return;
@@ -237,7 +246,7 @@ cuda_gate_add (HvBackend *b, HvTensor *x, const HvTensor *y, const HvTensor *gat
   int64_t n = hv_tensor_numel (x);
   if (n == 0)
     return;
-  RUN (b, "gate_add", hv_k_gate_add (ctx_of (b), x->data, y->data, DATA (gate), n, last_dim (x),
+  RUN (b, "gate_add", hv_k_gate_add (bound (b), x->data, y->data, DATA (gate), n, last_dim (x),
                                      gate ? per_vector (x, gate) : n));
 }
 
@@ -247,19 +256,19 @@ cuda_binary (HvBackend *b, HvTensor *y, const HvTensor *a, const HvTensor *c, in
   int64_t n = hv_tensor_numel (a);
   if (n == 0)
     return;
-  RUN (b, "binary", hv_k_binary (ctx_of (b), y->data, a->data, c->data, n, hv_tensor_numel (c), op));
+  RUN (b, "binary", hv_k_binary (bound (b), y->data, a->data, c->data, n, hv_tensor_numel (c), op));
 }
 
 static void
 cuda_scale (HvBackend *b, HvTensor *y, const HvTensor *x, float alpha, float beta)
 {
-  RUN (b, "scale", hv_k_scale (ctx_of (b), y->data, x->data, hv_tensor_numel (x), alpha, beta));
+  RUN (b, "scale", hv_k_scale (bound (b), y->data, x->data, hv_tensor_numel (x), alpha, beta));
 }
 
 static void
 cuda_copy (HvBackend *b, HvTensor *y, const HvTensor *x)
 {
-  HvKCtx *k = ctx_of (b);
+  HvKCtx *k = bound (b);
   if (hv_tensor_is_contiguous (x))
     RUN (b, "copy", hv_k_convert (k, y->data, y->dtype, x->data, x->dtype, hv_tensor_numel (x), x->scale));
   else
@@ -285,7 +294,7 @@ cuda_slice (HvBackend *b, HvTensor *y, const HvTensor *x, int dim, int64_t start
 {
   int64_t outer, inner;
   dim_split (x, dim, &outer, &inner);
-  RUN (b, "slice", hv_k_slice (ctx_of (b), y->data, x->data, outer, x->shape[dim], y->shape[dim],
+  RUN (b, "slice", hv_k_slice (bound (b), y->data, x->data, outer, x->shape[dim], y->shape[dim],
                                start, inner, (int) hv_dtype_size (x->dtype)));
 }
 
@@ -294,7 +303,7 @@ cuda_concat (HvBackend *b, HvTensor *y, const HvTensor *a, const HvTensor *c, in
 {
   int64_t outer, inner;
   dim_split (y, dim, &outer, &inner);
-  RUN (b, "concat", hv_k_concat (ctx_of (b), y->data, a->data, c->data, outer, a->shape[dim],
+  RUN (b, "concat", hv_k_concat (bound (b), y->data, a->data, c->data, outer, a->shape[dim],
                                  c->shape[dim], inner, (int) hv_dtype_size (y->dtype)));
 }
 
@@ -304,17 +313,17 @@ cuda_permute (HvBackend *b, HvTensor *y, const HvTensor *x, const int *perm)
   if (hv_tensor_numel (x) == 0)
     return;
   if (x->ndim == 0) {
-    RUN (b, "permute", hv_k_slice (ctx_of (b), y->data, x->data, 1, 1, 1, 0, 1, (int) hv_dtype_size (x->dtype)));
+    RUN (b, "permute", hv_k_slice (bound (b), y->data, x->data, 1, 1, 1, 0, 1, (int) hv_dtype_size (x->dtype)));
     return;
   }
-  RUN (b, "permute", hv_k_permute (ctx_of (b), y->data, x->data, x->ndim, x->shape, perm,
+  RUN (b, "permute", hv_k_permute (bound (b), y->data, x->data, x->ndim, x->shape, perm,
                                    (int) hv_dtype_size (x->dtype)));
 }
 
 static void
 cuda_get_rows (HvBackend *b, HvTensor *y, const HvTensor *table, const HvTensor *ids)
 {
-  RUN (b, "get_rows", hv_k_get_rows (ctx_of (b), y->data, table->data, table->dtype, table->scale,
+  RUN (b, "get_rows", hv_k_get_rows (bound (b), y->data, table->data, table->dtype, table->scale,
                                      table->shape[0], table->shape[1], ids->data, ids->dtype,
                                      hv_tensor_numel (ids)));
 }
@@ -324,7 +333,7 @@ cuda_conv3d (HvBackend *b, HvTensor *y, const HvTensor *x, const HvTensor *w, co
              const int *stride, const int *pad)
 {
   int ks[3] = { (int) w->shape[2], (int) w->shape[3], (int) w->shape[4] };
-  RUN (b, "conv3d", hv_k_conv3d (ctx_of (b), y->data, x->data, x->shape[0], x->shape[1], x->shape[2],
+  RUN (b, "conv3d", hv_k_conv3d (bound (b), y->data, x->data, x->shape[0], x->shape[1], x->shape[2],
                                  x->shape[3], x->shape[4], w->data, w->dtype, w->scale, w->shape[0],
                                  ks, stride, pad, DATA (bias), DT (bias), SC (bias)));
 }
@@ -332,7 +341,7 @@ cuda_conv3d (HvBackend *b, HvTensor *y, const HvTensor *x, const HvTensor *w, co
 static void
 cuda_pad3d (HvBackend *b, HvTensor *y, const HvTensor *x, const int *pads, HvPadMode mode)
 {
-  RUN (b, "pad3d", hv_k_pad3d (ctx_of (b), y->data, x->data, x->shape[0] * x->shape[1], x->shape[2],
+  RUN (b, "pad3d", hv_k_pad3d (bound (b), y->data, x->data, x->shape[0] * x->shape[1], x->shape[2],
                                x->shape[3], x->shape[4], pads, mode == HV_PAD_REPLICATE ? 1 : 0));
 }
 
@@ -342,14 +351,14 @@ cuda_groupnorm (HvBackend *b, HvTensor *y, const HvTensor *x, int groups, const 
 {
   int64_t B = x->shape[0], C = x->shape[1];
   int64_t S = (B * C) != 0 ? hv_tensor_numel (x) / (B * C) : 0;
-  RUN (b, "groupnorm", hv_k_groupnorm (ctx_of (b), y->data, x->data, B, C, S, groups, DATA (w), DT (w),
+  RUN (b, "groupnorm", hv_k_groupnorm (bound (b), y->data, x->data, B, C, S, groups, DATA (w), DT (w),
                                        SC (w), DATA (bias), DT (bias), SC (bias), eps));
 }
 
 static void
 cuda_upsample_nearest (HvBackend *b, HvTensor *y, const HvTensor *x, const int *factors)
 {
-  RUN (b, "upsample_nearest", hv_k_upsample_nearest (ctx_of (b), y->data, x->data,
+  RUN (b, "upsample_nearest", hv_k_upsample_nearest (bound (b), y->data, x->data,
                                                      x->shape[0] * x->shape[1], x->shape[2],
                                                      x->shape[3], x->shape[4], factors));
 }
@@ -424,7 +433,7 @@ hv_backend_cuda_new (int device, GError **error)
 HvKCtx *
 hv_backend_cuda_context (HvBackend *b)
 {
-  return b && b->ops == &cuda_ops ? ctx_of (b) : NULL;
+  return b && b->ops == &cuda_ops ? bound (b) : NULL;
 }
 
 gboolean

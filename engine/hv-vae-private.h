@@ -146,8 +146,23 @@ gboolean  hv_vae_tiled_decode_ (HvVae *vae, const HvTensor *z, const HvVaeTiling
                                 gpointer user, const volatile int *cancel, GError **error);
 /* Whether upstream's _decode would tile this latent with these knobs. */
 gboolean  hv_vae_tiling_active_ (HvVae *vae, const HvTensor *z, const HvVaeTiling *t);
-/* Exact untiled decode of one sample in chunks (hv-vae-stream.c). */
-gboolean  hv_vae_stream_decode_ (HvVae *vae, const HvTensor *z, VaeSink sink, gpointer user,
-                                 const volatile int *cancel, GError **error);
+/* The same one step at a time (the pull stream): each call decodes the next temporal window
+ * (or the whole clip without temporal tiling) into *part, host [1, 3, n, H, W] (caller frees;
+ * NULL when a window keeps no frame); st->done says the clip is finished. */
+typedef struct {
+  int64_t i;        /* the next window's first latent frame */
+  HvTensor *prev;   /* the previous window, blended (host) */
+  gboolean done;
+} VaeTiledState;
+gboolean  hv_vae_tiled_next_ (HvVae *vae, const HvTensor *z, const HvVaeTiling *t, VaeTiledState *st,
+                              HvTensor **part, const volatile int *cancel, GError **error);
+void      hv_vae_tiled_state_clear_ (VaeTiledState *st);
+/* Exact untiled decode of one sample in chunks (hv-vae-stream.c): new runs the mid block and
+ * every statistics pass; each next hands out the raw frames of one chunk of the last pass
+ * (host [1, 3, n, H, W], caller frees), or NULL (and TRUE) at the end. */
+typedef struct _VaeExact VaeExact;
+VaeExact *hv_vae_exact_new_ (HvVae *vae, const HvTensor *z, const volatile int *cancel, GError **error);
+gboolean  hv_vae_exact_next_ (VaeExact *e, HvTensor **frames, GError **error);
+void      hv_vae_exact_free_ (VaeExact *e);
 
 G_END_DECLS

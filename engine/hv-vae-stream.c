@@ -126,49 +126,69 @@ ckpt_chunk (Stream *s, int64_t t0, int64_t n)
   return hv_backend_upload (s->vae->backend, h);
 }
 
-/* Streams the checkpoint in chunks through units [ckpt_unit, u_end). A COLLECT norm ends each
- * chunk there; otherwise each chunk's output goes into `into` (host [1, C, T, H, W], the next
- * checkpoint) or, when `into` is NULL, to the sink. */
+static int64_t
+chunk_step (const Stream *s)
+{
+  return (int64_t) MAX (1, s->vae->stream_chunk) * s->tf[s->ckpt_unit];
+}
+
+static void
+stream_reset (Stream *s)
+{
+  for (int i = 0; i < s->st.n_conv; i++)
+    g_clear_pointer (&s->st.conv[i].prev, hv_tensor_free);
+}
+
+/* The chunk of the checkpoint starting at frame t0 through units [ckpt_unit, u_end): *out is its
+ * host output, or NULL when a COLLECT norm ended the chunk there. Chunks of a pass must come in
+ * order after stream_reset() (the causal convs carry frames from one to the next). */
 static gboolean
-stream_pass (Stream *s, int u_end, HvTensor *into, VaeSink sink, gpointer user, GError **error)
+stream_chunk (Stream *s, int64_t t0, int u_end, HvTensor **out, GError **error)
 {
   HvVae *vae = s->vae;
   const int64_t T = s->ckpt->shape[2];
-  const int64_t step = (int64_t) MAX (1, vae->stream_chunk) * s->tf[s->ckpt_unit];
+  *out = NULL;
+  if (s->cancel && *s->cancel) {
+    g_set_error (error, HV_ERROR, HV_ERROR_CANCELLED, "VAE decode cancelled");
+    return FALSE;
+  }
+  g_autoptr(HvTensor) x = ckpt_chunk (s, t0, MIN (chunk_step (s), T - t0));
+  if (!x)
+    return hv_vae_oom_ (error, "a decoder chunk");
+  s->st.first_chunk = t0 == 0;
+  VaeRun r = { .vae = vae, .st = &s->st };
+  g_autoptr(HvTensor) y = hv_vae_tail_run_ (&r, s->units, s->ckpt_unit, u_end, x);
+  if (!hv_vae_check_ (vae, error))
+    return FALSE;
+  if (r.stopped)
+    return TRUE;
+  if (!y || !(*out = hv_backend_download (vae->backend, y)))
+    return hv_vae_oom_ (error, "a decoder chunk");
+  return TRUE;
+}
+
+/* Streams the checkpoint in chunks through units [ckpt_unit, u_end). A COLLECT norm ends each
+ * chunk there; otherwise each chunk's output goes into `into` (host [1, C, T, H, W], the next
+ * checkpoint). */
+static gboolean
+stream_pass (Stream *s, int u_end, HvTensor *into, GError **error)
+{
+  const int64_t T = s->ckpt->shape[2], step = chunk_step (s);
   int64_t emitted = 0;
-  for (int i = 0; i < s->st.n_conv; i++)
-    g_clear_pointer (&s->st.conv[i].prev, hv_tensor_free);
+  stream_reset (s);
   for (int64_t t0 = 0; t0 < T; t0 += step) {
-    if (s->cancel && *s->cancel) {
-      g_set_error (error, HV_ERROR, HV_ERROR_CANCELLED, "VAE decode cancelled");
+    g_autoptr(HvTensor) host = NULL;
+    if (!stream_chunk (s, t0, u_end, &host, error))
       return FALSE;
-    }
-    g_autoptr(HvTensor) x = ckpt_chunk (s, t0, MIN (step, T - t0));
-    if (!x)
-      return hv_vae_oom_ (error, "a decoder chunk");
-    s->st.first_chunk = t0 == 0;
-    VaeRun r = { .vae = vae, .st = &s->st };
-    g_autoptr(HvTensor) out = hv_vae_tail_run_ (&r, s->units, s->ckpt_unit, u_end, x);
-    if (!hv_vae_check_ (vae, error))
-      return FALSE;
-    if (r.stopped)
+    if (!host || !into)
       continue;
-    if (!out)
-      return hv_vae_oom_ (error, "a decoder chunk");
-    g_autoptr(HvTensor) host = hv_backend_download (vae->backend, out);
-    if (!host)
-      return hv_vae_oom_ (error, "decoded frames");
     const int64_t n = host->shape[2];
-    if (into) {
-      const int64_t C = into->shape[1], TT = into->shape[2], HW = into->shape[3] * into->shape[4];
-      g_return_val_if_fail (host->shape[1] == C && emitted + n <= TT &&
-                            host->shape[3] * host->shape[4] == HW, FALSE);
-      for (int64_t c = 0; c < C; c++)
-        memcpy ((float *) into->data + (c * TT + emitted) * HW, (const float *) host->data + c * n * HW,
-                (size_t) (n * HW) * sizeof (float));
-    } else if (!sink (host, (int) emitted, user, error)) {
-      return FALSE;
-    }
+    const int64_t C = into->shape[1], TT = into->shape[2], HW = into->shape[3] * into->shape[4];
+    g_return_val_if_fail (host->shape[1] == C && emitted + n <= TT &&
+                          host->shape[3] * host->shape[4] == HW, FALSE);
+    for (int64_t c = 0; c < C; c++)
+      memcpy ((float *) into->data + (c * TT + emitted) * HW, (const float *) host->data + c * n * HW,
+              (size_t) (n * HW) * sizeof (float));
     emitted += n;
   }
   return TRUE;
@@ -184,18 +204,26 @@ stream_free (Stream *s)
   hv_tensor_free (s->ckpt);
 }
 
-gboolean
-hv_vae_stream_decode_ (HvVae *vae, const HvTensor *z, VaeSink sink, gpointer user,
-                       const volatile int *cancel, GError **error)
+struct _VaeExact {
+  Stream s;
+  int64_t t0;     /* next chunk of the last pass */
+};
+
+void
+hv_vae_exact_free_ (VaeExact *e)
 {
-  g_autoptr(HvTensor) mid = hv_vae_decode_head_ (vae, z, FALSE, error);
-  if (!mid)
-    return FALSE;
-  Stream s = { .vae = vae, .cancel = cancel };
-  s.ckpt = hv_backend_download (vae->backend, mid);
-  g_clear_pointer (&mid, hv_tensor_free);
-  if (!s.ckpt)
-    return hv_vae_oom_ (error, "the mid-block output");
+  if (!e)
+    return;
+  stream_free (&e->s);
+  g_free (e);
+}
+
+/* Everything before the last pass: the mid block, the GroupNorm statistics, the checkpoints. */
+static gboolean
+exact_prepare (Stream *ps, GError **error)
+{
+  Stream s = *ps;
+  HvVae *vae = s.vae;
   s.n_units = hv_vae_tail_units_ (vae, NULL);
   s.units = g_new (VaeUnit, s.n_units);
   hv_vae_tail_units_ (vae, s.units);
@@ -244,7 +272,7 @@ hv_vae_stream_decode_ (HvVae *vae, const HvTensor *z, VaeSink sink, gpointer use
     for (int j = 0; ok && j < norms_in (&s.units[u]); j++) {
       const int k = s.units[u].norm_off + j;
       s.st.norm[k].mode = VAE_NORM_COLLECT;
-      ok = stream_pass (&s, u + 1, NULL, sink, user, error) &&
+      ok = stream_pass (&s, u + 1, NULL, error) &&
            norm_finalize (vae, &s.st.norm[k], norm_of (vae, &s.units[u], j), error);
     }
     /* keep this unit's whole output when it fits the cache: later passes start there */
@@ -257,14 +285,53 @@ hv_vae_stream_decode_ (HvVae *vae, const HvTensor *z, VaeSink sink, gpointer use
         ok = hv_vae_oom_ (error, "a stream checkpoint");
         break;
       }
-      ok = stream_pass (&s, u + 1, next, sink, user, error);
+      ok = stream_pass (&s, u + 1, next, error);
       hv_tensor_free (s.ckpt);
       s.ckpt = next;
       s.ckpt_unit = u + 1;
     }
   }
-  if (ok)
-    ok = stream_pass (&s, s.n_units, NULL, sink, user, error);
-  stream_free (&s);
+  stream_reset (&s);
+  *ps = s;
   return ok;
+}
+
+VaeExact *
+hv_vae_exact_new_ (HvVae *vae, const HvTensor *z, const volatile int *cancel, GError **error)
+{
+  g_autoptr(HvTensor) mid = hv_vae_decode_head_ (vae, z, FALSE, error);
+  if (!mid)
+    return NULL;
+  VaeExact *e = g_new0 (VaeExact, 1);
+  e->s.vae = vae;
+  e->s.cancel = cancel;
+  e->s.ckpt = hv_backend_download (vae->backend, mid);
+  g_clear_pointer (&mid, hv_tensor_free);
+  if (!e->s.ckpt) {
+    hv_vae_oom_ (error, "the mid-block output");
+    hv_vae_exact_free_ (e);
+    return NULL;
+  }
+  if (!exact_prepare (&e->s, error)) {
+    hv_vae_exact_free_ (e);
+    return NULL;
+  }
+  return e;
+}
+
+gboolean
+hv_vae_exact_next_ (VaeExact *e, HvTensor **frames, GError **error)
+{
+  *frames = NULL;
+  if (e->t0 >= e->s.ckpt->shape[2])
+    return TRUE;
+  const int64_t t0 = e->t0;
+  e->t0 += chunk_step (&e->s);
+  if (!stream_chunk (&e->s, t0, e->s.n_units, frames, error))
+    return FALSE;
+  if (!*frames) {
+    g_set_error (error, HV_ERROR, HV_ERROR_FAILED, "VAE stream: the last pass stopped early");
+    return FALSE;
+  }
+  return TRUE;
 }

@@ -155,53 +155,77 @@ spatial_tiled (HvVae *vae, const HvTensor *z, const HvVaeTiling *t, const volati
   return g_steal_pointer (&out);
 }
 
+/* One step of the tiled decode (see hv-vae-private.h): the next temporal window, blended with
+ * the previous one, or the whole clip when there is no temporal tiling. */
 gboolean
-hv_vae_tiled_decode_ (HvVae *vae, const HvTensor *z, const HvVaeTiling *t, VaeSink sink,
-                      gpointer user, const volatile int *cancel, GError **error)
+hv_vae_tiled_next_ (HvVae *vae, const HvTensor *z, const HvVaeTiling *t, VaeTiledState *st,
+                    HvTensor **part, const volatile int *cancel, GError **error)
 {
+  *part = NULL;
+  if (st->done)
+    return TRUE;
   const int64_t T = DIM (z, 2), h = DIM (z, 3), w = DIM (z, 4);
   const gboolean spatial = t->spatial && (h > t->tile_latent_min_size || w > t->tile_latent_min_size);
 
   if (!(t->temporal && T > t->tile_latent_min_tsize)) {
-    g_autoptr(HvTensor) v = spatial ? spatial_tiled (vae, z, t, cancel, error) : decode_piece (vae, z, error);
-    return v && sink (v, 0, user, error);
+    st->done = TRUE;
+    *part = spatial ? spatial_tiled (vae, z, t, cancel, error) : decode_piece (vae, z, error);
+    return *part != NULL;
   }
 
   const int step = (int) (t->tile_latent_min_tsize * (1 - t->tile_overlap_factor));
   const int E = (int) (t->tile_sample_min_tsize * t->tile_overlap_factor);
   const int64_t keep = t->tile_sample_min_tsize - E;
-  g_autoptr(HvTensor) prev = NULL;
-  int emitted = 0;
-  for (int64_t i = 0; i < T; i += step) {
-    if (cancelled (cancel, error))
-      return FALSE;
-    const int64_t n = MIN ((int64_t) t->tile_latent_min_tsize + 1, T - i);
-    g_autoptr(HvTensor) zw = hv_vae_slice_t_ (vae, z, i, n);
-    if (!zw)
-      return hv_vae_oom_ (error, "a latent window");
-    g_autoptr(HvTensor) dec = spatial ? spatial_tiled (vae, zw, t, cancel, error) : decode_piece (vae, zw, error);
-    if (!dec)
-      return FALSE;
-    g_clear_pointer (&zw, hv_tensor_free);
-    if (i > 0) {
-      HvTensor *rest = host_slice_t (dec, 1, DIM (dec, 2) - 1);
-      if (!rest)
-        return hv_vae_oom_ (error, "a decoded window");
-      hv_tensor_free (dec);
-      dec = rest;
-      blend (prev, dec, 2, E);
-    }
-    const int64_t kept = MIN (i == 0 ? keep + 1 : keep, DIM (dec, 2));
-    if (kept > 0) {
-      g_autoptr(HvTensor) part = kept == DIM (dec, 2) ? hv_tensor_view (dec) : host_slice_t (dec, 0, kept);
-      if (!part)
-        return hv_vae_oom_ (error, "a decoded window");
-      if (!sink (part, emitted, user, error))
-        return FALSE;
-      emitted += (int) kept;
-    }
-    g_clear_pointer (&prev, hv_tensor_free);
-    prev = g_steal_pointer (&dec);
+  const int64_t i = st->i;
+  if (cancelled (cancel, error))
+    return FALSE;
+  const int64_t n = MIN ((int64_t) t->tile_latent_min_tsize + 1, T - i);
+  g_autoptr(HvTensor) zw = hv_vae_slice_t_ (vae, z, i, n);
+  if (!zw)
+    return hv_vae_oom_ (error, "a latent window");
+  g_autoptr(HvTensor) dec = spatial ? spatial_tiled (vae, zw, t, cancel, error) : decode_piece (vae, zw, error);
+  if (!dec)
+    return FALSE;
+  g_clear_pointer (&zw, hv_tensor_free);
+  if (i > 0) {
+    HvTensor *rest = host_slice_t (dec, 1, DIM (dec, 2) - 1);
+    if (!rest)
+      return hv_vae_oom_ (error, "a decoded window");
+    hv_tensor_free (dec);
+    dec = rest;
+    blend (st->prev, dec, 2, E);
   }
+  const int64_t kept = MIN (i == 0 ? keep + 1 : keep, DIM (dec, 2));
+  if (kept > 0 && !(*part = host_slice_t (dec, 0, kept)))
+    return hv_vae_oom_ (error, "a decoded window");
+  g_clear_pointer (&st->prev, hv_tensor_free);
+  st->prev = g_steal_pointer (&dec);
+  st->i += step;
+  st->done = st->i >= T;
   return TRUE;
+}
+
+void
+hv_vae_tiled_state_clear_ (VaeTiledState *st)
+{
+  g_clear_pointer (&st->prev, hv_tensor_free);
+}
+
+gboolean
+hv_vae_tiled_decode_ (HvVae *vae, const HvTensor *z, const HvVaeTiling *t, VaeSink sink,
+                      gpointer user, const volatile int *cancel, GError **error)
+{
+  VaeTiledState st = { 0 };
+  int emitted = 0;
+  gboolean ok = TRUE;
+  while (ok && !st.done) {
+    g_autoptr(HvTensor) part = NULL;
+    ok = hv_vae_tiled_next_ (vae, z, t, &st, &part, cancel, error);
+    if (ok && part) {
+      ok = sink (part, emitted, user, error);
+      emitted += (int) DIM (part, 2);
+    }
+  }
+  hv_vae_tiled_state_clear_ (&st);
+  return ok;
 }

@@ -418,26 +418,16 @@ find_prefix (HvStore *store)
   return NULL;
 }
 
-HvVae *
-hv_vae_new_from_files (const char *config_json, const char *weights, HvBackend *backend, GError **error)
+/* The VAE over vae->store and vae->cfg; `label` names the source in messages. */
+static gboolean
+vae_build (HvVae *vae, const char *label, GError **error)
 {
-  g_return_val_if_fail (config_json && weights && backend, NULL);
-  g_autoptr(HvVae) vae = g_new0 (HvVae, 1);
-  vae->backend = backend;
-  vae->owned = g_ptr_array_new_with_free_func ((GDestroyNotify) hv_tensor_free);
-  vae->stream_chunk = 1;
-  vae->stream_cache = (gsize) 1 << 30;
-  if (!hv_vae_config_load (&vae->cfg, config_json, error))
-    return NULL;
-  vae->store = hv_store_open (weights, error);
-  if (!vae->store)
-    return NULL;
   g_autofree char *prefix = find_prefix (vae->store);
   if (!prefix) {
     g_set_error (error, HV_ERROR, HV_ERROR_NOT_FOUND,
                  "%s has no tensor decoder.conv_in.conv.weight: not a HunyuanVideo VAE checkpoint",
-                 weights);
-    return NULL;
+                 label);
+    return FALSE;
   }
   Loader L = { .vae = vae, .prefix = prefix };
   load_decoder (&L, vae);
@@ -446,9 +436,63 @@ hv_vae_new_from_files (const char *config_json, const char *weights, HvBackend *
   if (vae->has_encoder)
     load_encoder (&L, vae);
   if (L.err) {
-    g_propagate_prefixed_error (error, L.err, "VAE weights (config %s): ", config_json);
+    g_propagate_prefixed_error (error, L.err, "VAE weights (%s): ", label);
+    return FALSE;
+  }
+  return TRUE;
+}
+
+static HvVae *
+vae_alloc (HvBackend *backend)
+{
+  HvVae *vae = g_new0 (HvVae, 1);
+  vae->backend = backend;
+  vae->owned = g_ptr_array_new_with_free_func ((GDestroyNotify) hv_tensor_free);
+  vae->stream_chunk = 1;
+  vae->stream_cache = (gsize) 1 << 30;
+  return vae;
+}
+
+HvVae *
+hv_vae_new_from_files (const char *config_json, const char *weights, HvBackend *backend, GError **error)
+{
+  g_return_val_if_fail (config_json && weights && backend, NULL);
+  g_autoptr(HvVae) vae = vae_alloc (backend);
+  if (!hv_vae_config_load (&vae->cfg, config_json, error))
+    return NULL;
+  vae->store = hv_store_open (weights, error);
+  if (!vae->store)
+    return NULL;
+  g_autofree char *label = g_strdup_printf ("%s, config %s", weights, config_json);
+  if (!vae_build (vae, label, error))
+    return NULL;
+  return g_steal_pointer (&vae);
+}
+
+HvVae *
+hv_vae_new_from_store (HvStore *store, const HvVaeConfig *cfg, HvBackend *backend, GError **error)
+{
+  g_return_val_if_fail (store && cfg && backend, NULL);
+  g_autoptr(HvVae) vae = vae_alloc (backend);
+  vae->store = store;
+  vae->cfg = *cfg;
+  if (cfg->n_blocks < 1 || cfg->n_blocks > HV_VAE_MAX_BLOCKS || cfg->latent_channels < 1 ||
+      cfg->in_channels < 1 || cfg->out_channels < 1 || cfg->norm_num_groups < 1 ||
+      cfg->scaling_factor == 0.0f || cfg->time_compression_ratio != 4 ||
+      !is_pow2 (cfg->spatial_compression_ratio)) {
+    g_set_error (error, HV_ERROR, HV_ERROR_INVALID, "VAE config: bad block count, channels, "
+                 "compression ratios or scaling factor");
     return NULL;
   }
+  for (int i = 0; i < cfg->n_blocks; i++)
+    if (cfg->block_out_channels[i] < 1 || cfg->block_out_channels[i] % cfg->norm_num_groups != 0) {
+      g_set_error (error, HV_ERROR, HV_ERROR_INVALID,
+                   "VAE config: block_out_channels[%d] is not a positive multiple of %d groups", i,
+                   cfg->norm_num_groups);
+      return NULL;
+    }
+  if (!vae_build (vae, hv_store_path (store) ? hv_store_path (store) : "in-memory weights", error))
+    return NULL;
   return g_steal_pointer (&vae);
 }
 
@@ -608,7 +652,7 @@ hv_vae_tiling_validate (const HvVae *vae, const HvVaeTiling *t, GError **error)
 static HvTensor *
 host_f32 (HvVae *vae, const HvTensor *t)
 {
-  if (t->backend && !hv_backend_is_host (t->backend)) {
+  if (t->backend) {   /* hv_tensor_to_f32 takes plain host tensors only (CPU backend too) */
     g_autoptr(HvTensor) h = hv_backend_download (t->backend, t);
     return h ? hv_tensor_to_f32 (h) : NULL;
   }
@@ -769,35 +813,121 @@ hv_vae_decode (HvVae *vae, const HvTensor *latents, const HvVaeTiling *tiling, H
 
 /* ---- stream ---------------------------------------------------------------------------------- */
 
-typedef struct {
-  HvVaeFrameFunc fn;
-  gpointer user;
-  int next;   /* frames handed out so far */
-} FrameOut;
+typedef enum { STREAM_WHOLE, STREAM_TILED, STREAM_EXACT } StreamMode;
 
-static gboolean
-sink_frames (const HvTensor *frames, int first, gpointer user, GError **error)
+struct _HvVaeStream {
+  HvVae *vae;
+  HvTensor *z;               /* unscaled latents [1, L, T, h, w] on the backend */
+  StreamMode mode;
+  HvVaeTiling tiling;
+  VaeTiledState tiled;
+  VaeExact *exact;           /* made by the first next (it runs the statistics passes) */
+  const volatile int *cancel;
+  int next;                  /* frames handed out */
+  gboolean done;
+};
+
+void
+hv_vae_stream_free (HvVaeStream *s)
 {
-  FrameOut *fo = user;
-  const int64_t C = frames->shape[1], n = frames->shape[2], H = frames->shape[3], W = frames->shape[4];
-  const int64_t HW = H * W;
-  if (first != fo->next) {
-    g_set_error (error, HV_ERROR, HV_ERROR_FAILED, "VAE stream: frame %d came before frame %d", first, fo->next);
-    return FALSE;
+  if (!s)
+    return;
+  hv_tensor_free (s->z);
+  hv_vae_tiled_state_clear_ (&s->tiled);
+  hv_vae_exact_free_ (s->exact);
+  g_free (s);
+}
+
+HvVaeStream *
+hv_vae_stream_new (HvVae *vae, const HvTensor *latents, const HvVaeTiling *tiling,
+                   const volatile int *cancel, GError **error)
+{
+  g_return_val_if_fail (vae, NULL);
+  if (!check_latents (vae, latents, error))
+    return NULL;
+  if (latents->shape[0] != 1) {
+    g_set_error (error, HV_ERROR, HV_ERROR_SHAPE, "VAE stream: batch must be 1, got %" G_GINT64_FORMAT,
+                 latents->shape[0]);
+    return NULL;
   }
-  const int64_t shape[3] = { C, H, W };
-  g_autoptr(HvTensor) f = hv_tensor_new (HV_DTYPE_F32, 3, shape);
-  if (!f)
-    return hv_vae_oom_ (error, "a frame");
-  const float *src = frames->data;
-  float *dst = f->data;
-  for (int64_t t = 0; t < n; t++) {
-    for (int64_t c = 0; c < C; c++)
-      for (int64_t i = 0; i < HW; i++)
-        dst[c * HW + i] = post_pixel (src[(c * n + t) * HW + i]);
-    fo->fn (fo->next++, f, fo->user);
+  if (tiling && !hv_vae_tiling_validate (vae, tiling, error))
+    return NULL;
+  g_autoptr(HvTensor) zh = unscale_latents (vae, latents);
+  g_autoptr(HvVaeStream) s = g_new0 (HvVaeStream, 1);
+  s->vae = vae;
+  s->cancel = cancel;
+  s->z = zh ? hv_backend_upload (vae->backend, zh) : NULL;
+  if (!s->z) {
+    hv_vae_oom_ (error, "the latents");
+    return NULL;
   }
-  return TRUE;
+  if (tiling)
+    s->tiling = *tiling;
+  /* tiles when upstream would tile; a clip within one tile is decoded whole, as upstream does;
+   * no tiling at all: the exact chunked stream */
+  s->mode = hv_vae_tiling_active_ (vae, s->z, tiling) ? STREAM_TILED : tiling ? STREAM_WHOLE : STREAM_EXACT;
+  return g_steal_pointer (&s);
+}
+
+/* The raw frames of the next chunk (NULL when none is left or a window keeps none). */
+static gboolean
+stream_raw (HvVaeStream *s, HvTensor **raw, GError **error)
+{
+  HvVae *vae = s->vae;
+  *raw = NULL;
+  switch (s->mode) {
+  case STREAM_WHOLE: {
+    s->done = TRUE;
+    g_autoptr(HvTensor) d = hv_vae_decode_one_ (vae, s->z, FALSE, error);
+    if (!d)
+      return FALSE;
+    if (!(*raw = hv_backend_download (vae->backend, d)))
+      return hv_vae_oom_ (error, "the decoded video");
+    return TRUE;
+  }
+  case STREAM_TILED:
+    if (!hv_vae_tiled_next_ (vae, s->z, &s->tiling, &s->tiled, raw, s->cancel, error))
+      return FALSE;
+    s->done = s->tiled.done;
+    return TRUE;
+  case STREAM_EXACT:
+    if (!s->exact && !(s->exact = hv_vae_exact_new_ (vae, s->z, s->cancel, error)))
+      return FALSE;
+    if (!hv_vae_exact_next_ (s->exact, raw, error))
+      return FALSE;
+    s->done = *raw == NULL;
+    return TRUE;
+  }
+  return FALSE;
+}
+
+gboolean
+hv_vae_stream_next (HvVaeStream *s, HvTensor **frames, int *first, GError **error)
+{
+  g_return_val_if_fail (s && frames, FALSE);
+  *frames = NULL;
+  while (!s->done) {
+    if (s->cancel && *s->cancel) {
+      g_set_error (error, HV_ERROR, HV_ERROR_CANCELLED, "VAE decode cancelled");
+      return FALSE;
+    }
+    HvTensor *raw = NULL;
+    if (!stream_raw (s, &raw, error)) {
+      s->done = TRUE;
+      return FALSE;
+    }
+    if (!raw)
+      continue;
+    float *d = raw->data;
+    for (int64_t i = 0, n = hv_tensor_numel (raw); i < n; i++)
+      d[i] = post_pixel (d[i]);
+    if (first)
+      *first = s->next;
+    s->next += (int) raw->shape[2];
+    *frames = raw;
+    return TRUE;
+  }
+  return FALSE;
 }
 
 gboolean
@@ -806,39 +936,31 @@ hv_vae_decode_stream (HvVae *vae, const HvTensor *latents, const HvVaeTiling *ti
                       GError **error)
 {
   g_return_val_if_fail (vae && on_frame, FALSE);
-  if (!check_latents (vae, latents, error))
+  g_autoptr(HvVaeStream) s = hv_vae_stream_new (vae, latents, tiling, cancel, error);
+  if (!s)
     return FALSE;
-  if (latents->shape[0] != 1) {
-    g_set_error (error, HV_ERROR, HV_ERROR_SHAPE, "VAE stream: batch must be 1, got %" G_GINT64_FORMAT,
-                 latents->shape[0]);
+  GError *err = NULL;
+  HvTensor *chunk;
+  int first;
+  while (hv_vae_stream_next (s, &chunk, &first, &err)) {
+    g_autoptr(HvTensor) frames = chunk;
+    const int64_t C = frames->shape[1], n = frames->shape[2], H = frames->shape[3], W = frames->shape[4];
+    const int64_t HW = H * W, shape[3] = { C, H, W };
+    g_autoptr(HvTensor) f = hv_tensor_new (HV_DTYPE_F32, 3, shape);
+    if (!f)
+      return hv_vae_oom_ (error, "a frame");
+    for (int64_t t = 0; t < n; t++) {
+      for (int64_t c = 0; c < C; c++)
+        memcpy ((float *) f->data + c * HW, (const float *) frames->data + (c * n + t) * HW,
+                (size_t) HW * sizeof (float));
+      on_frame (first + (int) t, f, user_data);
+    }
+  }
+  if (err) {
+    g_propagate_error (error, err);
     return FALSE;
   }
-  if (tiling && !hv_vae_tiling_validate (vae, tiling, error))
-    return FALSE;
-  g_autoptr(HvTensor) zh = unscale_latents (vae, latents);
-  g_autoptr(HvTensor) z = zh ? hv_backend_upload (vae->backend, zh) : NULL;
-  if (!z)
-    return hv_vae_oom_ (error, "the latents");
-  g_clear_pointer (&zh, hv_tensor_free);
-  FrameOut fo = { on_frame, user_data, 0 };
-  gboolean ok;
-  if (cancel && *cancel) {
-    g_set_error (error, HV_ERROR, HV_ERROR_CANCELLED, "VAE decode cancelled");
-    return FALSE;
-  }
-  if (hv_vae_tiling_active_ (vae, z, tiling)) {
-    ok = hv_vae_tiled_decode_ (vae, z, tiling, sink_frames, &fo, cancel, error);
-  } else if (tiling) {
-    /* a clip within one tile: upstream decodes it whole, and so does this */
-    g_autoptr(HvTensor) d = hv_vae_decode_one_ (vae, z, FALSE, error);
-    g_autoptr(HvTensor) dh = d ? hv_backend_download (vae->backend, d) : NULL;
-    if (d && !dh)
-      return hv_vae_oom_ (error, "the decoded video");
-    ok = dh && sink_frames (dh, 0, &fo, error);
-  } else {
-    ok = hv_vae_stream_decode_ (vae, z, sink_frames, &fo, cancel, error);
-  }
-  return ok;
+  return TRUE;
 }
 
 /* ---- uint8 ----------------------------------------------------------------------------------- */

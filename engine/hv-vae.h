@@ -35,6 +35,7 @@
 #pragma once
 #include "hv-tensor.h"
 #include "hv-backend.h"
+#include "loaders/hv-store.h"
 #include <glib.h>
 
 G_BEGIN_DECLS
@@ -87,6 +88,11 @@ HvVae      *hv_vae_new_from_path (const char *dir_or_file, HvBackend *backend, G
 /* Explicit config.json and weights file. */
 HvVae      *hv_vae_new_from_files (const char *config_json, const char *weights, HvBackend *backend,
                                    GError **error);
+/* From an open store (taken over, freed with the VAE; also on error) and a config (copied):
+ * for weights made in memory (the built-in tiny model, random-weight benchmarks). Tensors
+ * under the official names (an optional common prefix is accepted). */
+HvVae      *hv_vae_new_from_store (HvStore *store, const HvVaeConfig *cfg, HvBackend *backend,
+                                   GError **error);
 void        hv_vae_free (HvVae *vae);
 const HvVaeConfig *hv_vae_get_config (const HvVae *vae);
 /* FALSE when the weights file holds only the decoder (encode then fails). */
@@ -122,6 +128,20 @@ gboolean    hv_vae_decode (HvVae *vae, const HvTensor *latents, const HvVaeTilin
 gboolean    hv_vae_decode_stream (HvVae *vae, const HvTensor *latents,
                                   const HvVaeTiling *tiling_or_null, HvVaeFrameFunc on_frame,
                                   gpointer user_data, const volatile int *cancel, GError **error);
+
+/* The stream above, pulled one chunk at a time in the caller's thread (the GStreamer element's
+ * streaming thread): hv_vae_decode_stream is a loop over it. new checks and uploads the latents;
+ * each next decodes the next chunk (a temporal window, a chunk of latent frames, or the whole
+ * clip when it fits one tile) and returns TRUE with *frames = host f32 [1, 3, n, H, W] in
+ * [0, 1] (caller frees) and *first = the clip index of its first frame; FALSE at the end
+ * (error unset) or on failure. `cancel` is read before every chunk (HV_ERROR_CANCELLED). The
+ * latents may be freed after new; the VAE must outlive the stream. */
+typedef struct _HvVaeStream HvVaeStream;
+HvVaeStream *hv_vae_stream_new (HvVae *vae, const HvTensor *latents, const HvVaeTiling *tiling_or_null,
+                                const volatile int *cancel, GError **error);
+gboolean    hv_vae_stream_next (HvVaeStream *s, HvTensor **frames, int *first, GError **error);
+void        hv_vae_stream_free (HvVaeStream *s);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (HvVaeStream, hv_vae_stream_free)
 
 /* image [B, 3, T, H, W] host f32 in [0, 1] (B == 1) -> u8 [T, H, W, 3] as save_videos_grid. */
 HvTensor   *hv_vae_frames_to_u8 (const HvTensor *video, GError **error);

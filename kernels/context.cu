@@ -151,6 +151,14 @@ hv_k_ctx_free (HvKCtx *ctx)
   free (ctx);
 }
 
+void
+hv_k_bind (HvKCtx *ctx)
+{
+  int cur = -1;
+  if (cudaGetDevice (&cur) != cudaSuccess || cur != ctx->device)
+    cudaSetDevice (ctx->device);
+}
+
 cudaStream_t
 hv_k_ctx_stream (HvKCtx *ctx)
 {

@@ -90,8 +90,66 @@ st_str (cublasStatus_t st)
   return cublasLtGetStatusString (st);
 }
 
-/* Runs one matmul. *no_algo is set when cuBLASLt has no algorithm for this combination (the
- * caller may fall back to another formulation). */
+int
+kdtype (cudaDataType_t t)
+{
+  switch (t) {
+  case CUDA_R_32F: return HV_K_F32;
+  case CUDA_R_16F: return HV_K_F16;
+  case CUDA_R_16BF: return HV_K_BF16;
+  case CUDA_R_8F_E4M3: return HV_K_F8_E4M3;
+  case CUDA_R_8F_E5M2: return HV_K_F8_E5M2;
+  default: return -1;
+  }
+}
+
+/* The plain tiled product for what cuBLASLt has no algorithm for (odd alignments, small odd
+ * shapes): same column-major contract as MatmulArgs, fp32 throughout. Correct, not fast. */
+#define NB 16
+__global__ void
+k_gemm_naive (int64_t m, int64_t n, int64_t k, const void *a, int adt, int64_t lda, int ta,
+              const void *b, int bdt, int64_t ldb, int tb, float *d, int64_t ldd, float alpha,
+              const float *b_scale, const void *bias, int biasdt)
+{
+  __shared__ float As[NB][NB + 1], Bs[NB][NB + 1];
+  int tx = threadIdx.x, ty = threadIdx.y;
+  int64_t i = (int64_t) blockIdx.x * NB + tx, j = (int64_t) blockIdx.y * NB + ty;
+  float acc = 0.0f;
+  for (int64_t k0 = 0; k0 < k; k0 += NB) {
+    /* As[tx][c] = opA (i, k0 + c), Bs[r][ty] = opB (k0 + r, j) */
+    int64_t ia = (int64_t) blockIdx.x * NB + tx, ka = k0 + ty;
+    As[tx][ty] = ia < m && ka < k ? hv_load_f32 (a, adt, ta ? ka + ia * lda : ia + ka * lda) : 0.0f;
+    int64_t kb = k0 + tx, jb = (int64_t) blockIdx.y * NB + ty;
+    Bs[tx][ty] = kb < k && jb < n ? hv_load_f32 (b, bdt, tb ? jb + kb * ldb : kb + jb * ldb) : 0.0f;
+    __syncthreads ();
+#pragma unroll
+    for (int c = 0; c < NB; c++)
+      acc += As[tx][c] * Bs[c][ty];
+    __syncthreads ();
+  }
+  if (i < m && j < n) {
+    float v = acc * alpha * (b_scale ? *b_scale : 1.0f);
+    if (bias)
+      v += hv_load_f32 (bias, biasdt, i);
+    d[i + j * ldd] = v;
+  }
+}
+
+int
+matmul_naive (HvKCtx *ctx, const MatmulArgs &p)
+{
+  if (p.m > (int64_t) 65535 * NB * 1024 || p.n > (int64_t) 65535 * NB)
+    return hv_k_fail (ctx, "GEMM %lld×%lld×%lld: too large for the fallback kernel",
+                      (long long) p.m, (long long) p.n, (long long) p.k);
+  dim3 grid ((unsigned int) ((p.m + NB - 1) / NB), (unsigned int) ((p.n + NB - 1) / NB));
+  k_gemm_naive<<<grid, dim3 (NB, NB), 0, ctx->stream>>> (
+      p.m, p.n, p.k, p.a, kdtype (p.at), p.lda, p.ta == CUBLAS_OP_T, p.b, kdtype (p.bt), p.ldb,
+      p.tb == CUBLAS_OP_T, p.d, p.ldd, p.alpha, p.b_scale, p.bias, p.bias ? kdtype (p.biast) : 0);
+  return hv_k_launched (ctx, "GEMM (fallback kernel)");
+}
+
+/* Runs one matmul. When cuBLASLt has no algorithm for the combination: with no_algo, it is set
+ * and the call fails (the caller has another formulation); without, the fallback kernel runs. */
 int
 matmul (HvKCtx *ctx, const MatmulArgs &p, bool *no_algo)
 {
@@ -160,8 +218,11 @@ matmul (HvKCtx *ctx, const MatmulArgs &p, bool *no_algo)
       LT (cublasLtMatmulPreferenceSetAttribute (pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &ad, sizeof ad));
       st = cublasLtMatmulAlgoGetHeuristic (ctx->lt, op, la, lb, ld, ld, pref, 1, res, &found);
       if (st != CUBLAS_STATUS_SUCCESS || found == 0) {
-        if (no_algo)
-          *no_algo = true;
+        if (!no_algo) {
+          rc = matmul_naive (ctx, p);
+          goto out;
+        }
+        *no_algo = true;
         hv_k_fail (ctx, "cuBLASLt has no algorithm for GEMM %lld×%lld×%lld (A type %d, B type %d, "
                    "alignments %u/%u/%u): %s", (long long) p.m, (long long) p.n, (long long) p.k,
                    (int) p.at, (int) p.bt, aa, ab, ad,

@@ -37,6 +37,9 @@ typedef struct HvKCtx HvKCtx;
 int          hv_k_ctx_new (int device, HvKCtx **out, char *msg, size_t msglen);
 void         hv_k_ctx_free (HvKCtx *ctx);
 cudaStream_t hv_k_ctx_stream (HvKCtx *ctx);
+/* Makes the context's device current for the calling thread (CUDA's current device is per
+ * thread; the engine may call from a worker thread). Cheap when it already is. */
+void         hv_k_bind (HvKCtx *ctx);
 /* Compute capability as 10*major + minor (90 = Hopper). */
 int          hv_k_ctx_sm (HvKCtx *ctx);
 const char  *hv_k_ctx_device_name (HvKCtx *ctx);

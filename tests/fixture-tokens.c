@@ -321,6 +321,8 @@ hv_fixture_run_tokens (HvFixture *fx, GError **error)
       if (c)
         run_llama_case (fx, &ctx, tok, llama_files[l], c, case_name (c, i, buf, sizeof buf),
                         prefix_video);
+      else
+        hv_fixture_check (fx, "cases", FALSE, "case %u is not an object", i);
     }
     check_prefixes (fx, &ctx, tok, llama_files[l]);
     speed_line (llama_files[l], load_us, &ctx);
@@ -346,6 +348,8 @@ hv_fixture_run_tokens (HvFixture *fx, GError **error)
       char buf[32];
       if (c)
         run_clip_case (fx, &ctx, tok, clip_loaders[l], c, case_name (c, i, buf, sizeof buf));
+      else
+        hv_fixture_check (fx, "cases", FALSE, "case %u is not an object", i);
     }
     speed_line (clip_loaders[l], load_us, &ctx);
   }

@@ -11,7 +11,9 @@
  *   1. special-token text anywhere in the input is that special token (leftmost, longest);
  *   2. the rest is split by the Llama-3 pre-tokenizer regex (GRegex, Unicode properties);
  *   3. a piece that is itself a token is emitted, else byte-level BPE.
- * No normalisation. Specials: 128000-128255 (Llama 3 names) and llava's 128256 <unk>,
+ * No normalisation. The pre-tokenizer is always the regex below (tokenizer.json's own is not
+ * read), and added tokens' lstrip/rstrip/normalized flags are ignored (all false in Llama 3).
+ * Specials: 128000-128255 (Llama 3 names) and llava's 128256 <unk>,
  * 128257 <image>, 128258 <pad> (added when the file lacks them). BOS 128000, pad 128258.
  *
  * A tokenizer is immutable after loading except for its piece cache (locked), so one can be

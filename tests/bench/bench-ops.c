@@ -8,6 +8,7 @@
 #include "hv-backend.h"
 #include <stdio.h>
 #include <string.h>
+#include <sys/resource.h>
 
 static HvTensor *
 rand_t (HvBackend *b, HvDType dt, int nd, const int64_t *shape)
@@ -25,8 +26,20 @@ rand_t (HvBackend *b, HvDType dt, int nd, const int64_t *shape)
   return t;
 }
 
-/* Runs fn until at least min_s seconds passed (after one warm-up), returns seconds per run. */
+/* Runs fn until at least min_s seconds passed (after one warm-up), returns wall seconds per
+ * run; *cpu_s gets the process CPU seconds per run (on a busy machine, flops per CPU second
+ * is the steadier per-core figure). */
 typedef void (*RunFunc) (gpointer);
+
+static double
+cpu_now (void)
+{
+  struct rusage ru;
+  getrusage (RUSAGE_SELF, &ru);
+  return ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 + ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6;
+}
+
+static double cpu_per_run;
 
 static double
 time_it (RunFunc fn, gpointer data, double min_s)
@@ -34,12 +47,13 @@ time_it (RunFunc fn, gpointer data, double min_s)
   fn (data);
   int n = 0;
   gint64 t0 = g_get_monotonic_time ();
-  double el;
+  double c0 = cpu_now (), el;
   do {
     fn (data);
     n++;
     el = (g_get_monotonic_time () - t0) / 1e6;
   } while (el < min_s);
+  cpu_per_run = (cpu_now () - c0) / n;
   return el / n;
 }
 
@@ -59,6 +73,80 @@ static void run_conv (gpointer p)
   hv_op_conv3d (a->b, a->y, a->x, a->w, a->bias, (int[]) { 1, 1, 1 }, (int[]) { 1, 1, 1 });
 }
 
+static void
+report (const char *name, double s, double flops)
+{
+  printf ("%-44s %10.2f %10.1f %14.1f\n", name, s * 1e3, flops / s / 1e9, flops / cpu_per_run / 1e9);
+}
+
+static void
+bench_linear (HvBackend *b, double min_s)
+{
+  struct { int64_t M, K, N; HvDType dt; } lin[] = {
+    { 1024, 3072, 3072, HV_DTYPE_BF16 },
+    { 1024, 3072, 3072, HV_DTYPE_F8_E4M3 },
+    { 1024, 3072, 3072, HV_DTYPE_F32 },
+    { 1, 3072, 18432, HV_DTYPE_BF16 },
+  };
+  for (guint i = 0; i < G_N_ELEMENTS (lin); i++) {
+    int64_t xs[2] = { lin[i].M, lin[i].K }, ws[2] = { lin[i].N, lin[i].K }, ys[2] = { lin[i].M, lin[i].N };
+    Args a = { b, hv_backend_tensor_f32 (b, 2, ys), rand_t (b, HV_DTYPE_F32, 2, xs),
+               rand_t (b, lin[i].dt, 2, ws), rand_t (b, HV_DTYPE_F32, 1, &lin[i].N), NULL, NULL };
+    double s = time_it (run_linear, &a, min_s);
+    char name[64];
+    g_snprintf (name, sizeof name, "linear %s M=%d K=%d N=%d", hv_dtype_name (lin[i].dt),
+                (int) lin[i].M, (int) lin[i].K, (int) lin[i].N);
+    report (name, s, 2.0 * lin[i].M * lin[i].K * lin[i].N);
+    hv_tensor_free (a.y); hv_tensor_free (a.x); hv_tensor_free (a.w); hv_tensor_free (a.bias);
+  }
+}
+
+static void
+bench_attention (HvBackend *b, double min_s, gboolean quick)
+{
+  int64_t L = quick ? 1024 : 2048, H = 24, D = 128;
+  int64_t qs[4] = { 1, L, H, D };
+  Args a = { b, hv_backend_tensor_f32 (b, 4, qs), rand_t (b, HV_DTYPE_F32, 4, qs), NULL, NULL,
+             rand_t (b, HV_DTYPE_F32, 4, qs), rand_t (b, HV_DTYPE_F32, 4, qs) };
+  double s = time_it (run_attn, &a, min_s);
+  char name[64];
+  g_snprintf (name, sizeof name, "attention L=%d H=%d D=%d", (int) L, (int) H, (int) D);
+  report (name, s, 4.0 * L * L * H * D);
+  hv_tensor_free (a.y); hv_tensor_free (a.x); hv_tensor_free (a.k); hv_tensor_free (a.v);
+}
+
+static void
+bench_conv (HvBackend *b, double min_s, gboolean quick)
+{
+  int64_t C = 128, T = 3, HW = quick ? 32 : 64;
+  int64_t xs[5] = { 1, C, T, HW, HW }, ws[5] = { C, C, 3, 3, 3 };
+  Args c = { b, hv_backend_tensor_f32 (b, 5, xs), rand_t (b, HV_DTYPE_F32, 5, xs),
+             rand_t (b, HV_DTYPE_BF16, 5, ws), rand_t (b, HV_DTYPE_F32, 1, &C), NULL, NULL };
+  double s = time_it (run_conv, &c, min_s);
+  char name[64];
+  g_snprintf (name, sizeof name, "conv3d bf16 C=%d %dx%dx%d k3", (int) C, (int) T, (int) HW, (int) HW);
+  report (name, s, 2.0 * C * C * 27 * T * HW * HW);
+  hv_tensor_free (c.y); hv_tensor_free (c.x); hv_tensor_free (c.w); hv_tensor_free (c.bias);
+}
+
+/* memory-bound row ops: GB/s of f32 read + written instead of GFLOP/s */
+static void
+bench_rows (HvBackend *b, double min_s, gboolean quick)
+{
+  int64_t rs[2] = { quick ? 1024 : 4096, 3072 };
+  Args r = { b, hv_backend_tensor_f32 (b, 2, rs), rand_t (b, HV_DTYPE_F32, 2, rs), NULL, NULL, NULL, NULL };
+  struct { const char *name; RunFunc fn; } rowops[] = {
+    { "layernorm", run_layernorm }, { "gelu_tanh", run_gelu }, { "softmax", run_softmax },
+  };
+  for (guint i = 0; i < G_N_ELEMENTS (rowops); i++) {
+    double s = time_it (rowops[i].fn, &r, min_s);
+    char name[64];
+    g_snprintf (name, sizeof name, "%s [%d, %d]", rowops[i].name, (int) rs[0], (int) rs[1]);
+    printf ("%-44s %10.2f %10.1f GB/s\n", name, s * 1e3, 8.0 * rs[0] * rs[1] / s / 1e9);
+  }
+  hv_tensor_free (r.y); hv_tensor_free (r.x);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -74,67 +162,11 @@ main (int argc, char **argv)
   double min_s = quick ? 0.2 : 1.0;
   const char *gemm = g_getenv ("HV_CPU_GEMM");
   printf ("cpu backend, %d threads, gemm kernel %s\n", b->n_threads, gemm ? gemm : "auto");
-  printf ("%-44s %10s %10s\n", "op", "ms", "GFLOP/s");
-
-  struct { int64_t M, K, N; HvDType dt; } lin[] = {
-    { 1024, 3072, 3072, HV_DTYPE_BF16 },
-    { 1024, 3072, 3072, HV_DTYPE_F8_E4M3 },
-    { 1024, 3072, 3072, HV_DTYPE_F32 },
-    { 1, 3072, 18432, HV_DTYPE_BF16 },
-  };
-  for (guint i = 0; i < G_N_ELEMENTS (lin) && (!only || strcmp (only, "linear") == 0); i++) {
-    int64_t xs[2] = { lin[i].M, lin[i].K }, ws[2] = { lin[i].N, lin[i].K }, ys[2] = { lin[i].M, lin[i].N };
-    Args a = { b, hv_backend_tensor_f32 (b, 2, ys), rand_t (b, HV_DTYPE_F32, 2, xs),
-               rand_t (b, lin[i].dt, 2, ws), rand_t (b, HV_DTYPE_F32, 1, &lin[i].N), NULL, NULL };
-    double s = time_it (run_linear, &a, min_s);
-    char name[64];
-    g_snprintf (name, sizeof name, "linear %s M=%d K=%d N=%d", hv_dtype_name (lin[i].dt),
-                (int) lin[i].M, (int) lin[i].K, (int) lin[i].N);
-    printf ("%-44s %10.2f %10.1f\n", name, s * 1e3, 2.0 * lin[i].M * lin[i].K * lin[i].N / s / 1e9);
-    hv_tensor_free (a.y); hv_tensor_free (a.x); hv_tensor_free (a.w); hv_tensor_free (a.bias);
-  }
-
-  if (only && strcmp (only, "attention") != 0)
-    goto conv;
-  int64_t L = quick ? 1024 : 2048, H = 24, D = 128;
-  int64_t qs[4] = { 1, L, H, D };
-  Args a = { b, hv_backend_tensor_f32 (b, 4, qs), rand_t (b, HV_DTYPE_F32, 4, qs), NULL, NULL,
-             rand_t (b, HV_DTYPE_F32, 4, qs), rand_t (b, HV_DTYPE_F32, 4, qs) };
-  double s = time_it (run_attn, &a, min_s);
-  char name[64];
-  g_snprintf (name, sizeof name, "attention L=%d H=%d D=%d", (int) L, (int) H, (int) D);
-  printf ("%-44s %10.2f %10.1f\n", name, s * 1e3, 4.0 * L * L * H * D / s / 1e9);
-  hv_tensor_free (a.y); hv_tensor_free (a.x); hv_tensor_free (a.k); hv_tensor_free (a.v);
-
-conv:
-  if (only && strcmp (only, "conv3d") != 0)
-    goto rows;
-  int64_t C = 128, T = 3, HW = quick ? 32 : 64;
-  int64_t xs[5] = { 1, C, T, HW, HW }, ws[5] = { C, C, 3, 3, 3 };
-  Args c = { b, hv_backend_tensor_f32 (b, 5, xs), rand_t (b, HV_DTYPE_F32, 5, xs),
-             rand_t (b, HV_DTYPE_BF16, 5, ws), rand_t (b, HV_DTYPE_F32, 1, &C), NULL, NULL };
-  s = time_it (run_conv, &c, min_s);
-  g_snprintf (name, sizeof name, "conv3d bf16 C=%d %dx%dx%d k3", (int) C, (int) T, (int) HW, (int) HW);
-  printf ("%-44s %10.2f %10.1f\n", name, s * 1e3, 2.0 * C * C * 27 * T * HW * HW / s / 1e9);
-  hv_tensor_free (c.y); hv_tensor_free (c.x); hv_tensor_free (c.w); hv_tensor_free (c.bias);
-
-rows:
-  if (only && strcmp (only, "rows") != 0)
-    goto done;
-  /* memory-bound row ops: GB/s of f32 read + written instead of GFLOP/s */
-  int64_t rs[2] = { quick ? 1024 : 4096, 3072 };
-  Args r = { b, hv_backend_tensor_f32 (b, 2, rs), rand_t (b, HV_DTYPE_F32, 2, rs), NULL, NULL, NULL, NULL };
-  struct { const char *name; RunFunc fn; } rowops[] = {
-    { "layernorm", run_layernorm }, { "gelu_tanh", run_gelu }, { "softmax", run_softmax },
-  };
-  for (guint i = 0; i < G_N_ELEMENTS (rowops); i++) {
-    s = time_it (rowops[i].fn, &r, min_s);
-    g_snprintf (name, sizeof name, "%s [%d, %d]", rowops[i].name, (int) rs[0], (int) rs[1]);
-    printf ("%-44s %10.2f %10.1f GB/s\n", name, s * 1e3, 8.0 * rs[0] * rs[1] / s / 1e9);
-  }
-  hv_tensor_free (r.y); hv_tensor_free (r.x);
-
-done:
+  printf ("%-44s %10s %10s %14s\n", "op", "ms", "GFLOP/s", "GFLOP/cpu-s");
+  if (!only || strcmp (only, "linear") == 0) bench_linear (b, min_s);
+  if (!only || strcmp (only, "attention") == 0) bench_attention (b, min_s, quick);
+  if (!only || strcmp (only, "conv3d") == 0) bench_conv (b, min_s, quick);
+  if (!only || strcmp (only, "rows") == 0) bench_rows (b, min_s, quick);
   hv_backend_free (b);
   return 0;
 }

@@ -62,14 +62,14 @@ report (const char *what, double ms, double gflop)
   fflush (stdout);
 }
 
-/* Matmul FLOPs of `layers` Llama layers over n tokens (attention scores counted causal-full). */
+/* Matmul FLOPs of `layers` Llama layers over B×L tokens (attention: the causal half). */
 static double
 llama_gflop (const HvLlamaConfig *c, int layers, int B, int L)
 {
   double n = (double) B * L, D = c->hidden_size, qd = (double) c->n_heads * c->head_dim;
   double kvd = (double) c->n_kv_heads * c->head_dim, I = c->intermediate_size;
   double proj = 2 * n * D * (qd + 2 * kvd) + 2 * n * qd * D + 2 * n * 3 * D * I;
-  double attn = 2.0 * 2.0 * B * (double) L * L * qd;
+  double attn = 2.0 * 2.0 * B * ((double) L * (L + 1) / 2) * qd;
   return layers * (proj + attn) / 1e9;
 }
 

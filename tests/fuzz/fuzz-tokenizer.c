@@ -3,13 +3,14 @@
  * that encodes, the two Llama loaders (merge list vs tiktoken ranks) must agree, decoding
  * must give the bytes back, and the CLIP normalisation must equal GLib's NFC + lowercase.
  *
- *   clang -fsanitize=fuzzer,address ... ; HV_TOKENIZERS=tests/data/tokenizers ./fuzz-tokenizer
+ *   tests/fuzz/run-fuzz.sh 60 tokenizer      (builds with -Dfuzz=true, seeds corpus/tokenizer/)
  *
  * The tokenizer folder (with llama3/ and clip/) comes from $HV_TOKENIZERS, else from
  * HV_TOKENIZERS_DIR given at build time. */
 #include "hv-llama-tokenizer.h"
 #include "hv-clip-tokenizer.h"
 #include "hv-prompt.h"
+#include "fuzz-common.h"
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,12 +22,10 @@
 static HvLlamaTokenizer *llama_json, *llama_tiktoken;
 static HvClipTokenizer *clip;
 
-int LLVMFuzzerInitialize (int *argc, char ***argv);
-int LLVMFuzzerTestOneInput (const uint8_t *data, size_t size);
-
 int
 LLVMFuzzerInitialize (int *argc, char ***argv)
 {
+  fuzz_setup ();
   const char *dir = g_getenv ("HV_TOKENIZERS");
   if (!dir)
     dir = HV_TOKENIZERS_DIR;

@@ -521,7 +521,8 @@ patched (GBytes *zip, gsize at_from_end, guint64 value, guint n)
 {
   gsize len;
   const guint8 *d = g_bytes_get_data (zip, &len);
-  guint8 *c = g_memdup2 (d, len);
+  guint8 *c = g_malloc (len);
+  memcpy (c, d, len);
   for (guint i = 0; i < n; i++)
     c[len - at_from_end + i] = (guint8) (value >> (8 * i));
   return g_bytes_new_take (c, len);

@@ -565,6 +565,8 @@ test_attention (void)
     { 2, 70, 140, 2, 2, 8, FALSE, FALSE, TRUE, TRUE },
     { 1, 90, 90, 6, 2, 16, TRUE, TRUE, TRUE, TRUE },        /* GQA + all masks */
     { 2, 33, 260, 4, 1, 40, FALSE, TRUE, FALSE, FALSE },    /* one kv head */
+    { 1, 300, 140, 2, 1, 8, TRUE, FALSE, FALSE, FALSE },    /* several query blocks */
+    { 1, 520, 300, 4, 2, 8, TRUE, TRUE, TRUE, FALSE },
   };
   const char *kernels[] = { "generic", "avx2", "avx512", NULL };   /* each vector path */
   for (int ki = 0; kernels[ki]; ki++) {

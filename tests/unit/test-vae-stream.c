@@ -3,6 +3,8 @@
  * fixtures (HV_VAE_DIR = tests/data/fixtures/vae). */
 #include "hv-vae.h"
 #include "hv-error.h"
+#include <glib/gstdio.h>
+#include <unistd.h>
 #include <math.h>
 #include <string.h>
 
@@ -10,6 +12,7 @@ typedef struct {
   HvBackend *backend;
   HvVae *vae;
   HvTensor *latents;   /* [1, 16, 4, 4, 6] -> 13 frames of 32 x 48 */
+  HvTensor *short_latents;   /* [1, 16, 2, 2, 4] -> 5 frames of 16 x 32 */
 } Ctx;
 
 static Ctx ctx;
@@ -54,22 +57,23 @@ max_abs_diff (const HvTensor *a, const HvTensor *b)
 
 /* Streams ctx.latents and checks every frame against hv_vae_decode with the same tiling. */
 static void
-check_stream_equals_whole (const HvVaeTiling *tiling)
+check_stream_equals_whole (const HvTensor *latents, const HvVaeTiling *tiling)
 {
   g_autoptr(GError) error = NULL;
   g_autoptr(HvTensor) whole = NULL;
-  g_assert_true (hv_vae_decode (ctx.vae, ctx.latents, tiling, &whole, &error));
+  g_assert_true (hv_vae_decode (ctx.vae, latents, tiling, &whole, &error));
   g_assert_no_error (error);
-  g_assert_cmpint (whole->shape[2], ==, 13);
-  g_assert_cmpint (whole->shape[3], ==, 32);
-  g_assert_cmpint (whole->shape[4], ==, 48);
+  const int64_t T = 1 + 4 * (latents->shape[2] - 1);
+  g_assert_cmpint (whole->shape[2], ==, T);
+  g_assert_cmpint (whole->shape[3], ==, 8 * latents->shape[3]);
+  g_assert_cmpint (whole->shape[4], ==, 8 * latents->shape[4]);
 
   g_autoptr(HvTensor) streamed = hv_tensor_new (HV_DTYPE_F32, 5, whole->shape);
   Collect c = { streamed, 0, TRUE, 0, -1 };
-  g_assert_true (hv_vae_decode_stream (ctx.vae, ctx.latents, tiling, on_frame, &c, &c.cancel, &error));
+  g_assert_true (hv_vae_decode_stream (ctx.vae, latents, tiling, on_frame, &c, &c.cancel, &error));
   g_assert_no_error (error);
   g_assert_true (c.in_order);
-  g_assert_cmpint (c.n, ==, 13);
+  g_assert_cmpint (c.n, ==, T);
   /* fp32 tolerance of the fixtures (values in [0, 1]) */
   g_assert_cmpfloat (max_abs_diff (whole, streamed), <=, 1e-4);
   /* and the decode is not trivially constant */
@@ -103,8 +107,11 @@ test_exact_stream (void)
 {
   hv_vae_set_stream_chunk (ctx.vae, 1);
   hv_vae_set_stream_cache (ctx.vae, (gsize) 1 << 30);
-  check_stream_equals_whole (NULL);
+  check_stream_equals_whole (ctx.latents, NULL);
   check_first_frame_early (NULL);
+  hv_vae_set_stream_chunk (ctx.vae, 3);
+  check_stream_equals_whole (ctx.latents, NULL);
+  hv_vae_set_stream_chunk (ctx.vae, 1);
 }
 
 static void
@@ -113,22 +120,23 @@ test_exact_stream_no_cache (void)
   /* nothing cached: every GroupNorm pass recomputes from the mid block */
   hv_vae_set_stream_chunk (ctx.vae, 1);
   hv_vae_set_stream_cache (ctx.vae, 0);
-  check_stream_equals_whole (NULL);
-  hv_vae_set_stream_chunk (ctx.vae, 3);
-  check_stream_equals_whole (NULL);
-  hv_vae_set_stream_chunk (ctx.vae, 1);
+  check_stream_equals_whole (ctx.short_latents, NULL);
+  /* a budget that holds the low-resolution checkpoints only */
+  hv_vae_set_stream_cache (ctx.vae, 32 * 3 * 8 * 16 * 4);
+  check_stream_equals_whole (ctx.short_latents, NULL);
   hv_vae_set_stream_cache (ctx.vae, (gsize) 1 << 30);
 }
 
 static void
 small_tiling (HvVaeTiling *t, gboolean spatial)
 {
-  /* tiles small enough that the 4x6 latent is tiled in space and its 4 frames in time */
+  /* the 4x6 latent in 2x3 spatial tiles of 4 latent px (step 2), its 4 frames in windows of
+   * 2 + 1 latent frames (step 1, blending over 4 frames) */
   memset (t, 0, sizeof *t);
   t->spatial = spatial;
   t->temporal = TRUE;
-  t->tile_sample_min_size = 16;
-  t->tile_latent_min_size = 2;
+  t->tile_sample_min_size = 32;
+  t->tile_latent_min_size = 4;
   t->tile_sample_min_tsize = 8;
   t->tile_latent_min_tsize = 2;
   t->tile_overlap_factor = 0.5;
@@ -141,10 +149,10 @@ test_tiled_stream (void)
   g_autoptr(GError) error = NULL;
   small_tiling (&t, FALSE);
   g_assert_true (hv_vae_tiling_validate (ctx.vae, &t, &error));
-  check_stream_equals_whole (&t);
+  check_stream_equals_whole (ctx.latents, &t);
   check_first_frame_early (&t);
   small_tiling (&t, TRUE);
-  check_stream_equals_whole (&t);
+  check_stream_equals_whole (ctx.latents, &t);
 }
 
 static void
@@ -215,6 +223,96 @@ test_u8 (void)
   g_assert_cmpmem (out, 6, d, 6);
 }
 
+/* Decodes short_latents with `other` and checks it equals ctx.vae's decode exactly. */
+static void
+check_same_decode (HvVae *other)
+{
+  g_autoptr(GError) error = NULL;
+  g_autoptr(HvTensor) a = NULL, b = NULL;
+  g_assert_true (hv_vae_decode (ctx.vae, ctx.short_latents, NULL, &a, &error));
+  g_assert_true (hv_vae_decode (other, ctx.short_latents, NULL, &b, &error));
+  g_assert_no_error (error);
+  g_assert_cmpfloat (max_abs_diff (a, b), ==, 0.0);
+}
+
+/* A diffusers vae/ folder: AutoencoderKLHunyuanVideo config keys, diffusion_pytorch_model.*
+ * weights under the same tensor names. */
+static void
+test_diffusers_folder (void)
+{
+  g_autoptr(GError) error = NULL;
+  g_autofree char *dir = g_dir_make_tmp ("hv-vae-XXXXXX", &error);
+  g_assert_no_error (error);
+  const char *cfg =
+    "{\"_class_name\": \"AutoencoderKLHunyuanVideo\", \"_diffusers_version\": \"0.32.0\","
+    " \"act_fn\": \"silu\", \"block_out_channels\": [16, 16, 32, 32], \"in_channels\": 3,"
+    " \"out_channels\": 3, \"latent_channels\": 16, \"layers_per_block\": 2,"
+    " \"norm_num_groups\": 8, \"scaling_factor\": 0.476986, \"spatial_compression_ratio\": 8,"
+    " \"temporal_compression_ratio\": 4, \"mid_block_add_attention\": true,"
+    " \"down_block_types\": [\"HunyuanVideoDownBlock3D\", \"HunyuanVideoDownBlock3D\","
+    " \"HunyuanVideoDownBlock3D\", \"HunyuanVideoDownBlock3D\"],"
+    " \"up_block_types\": [\"HunyuanVideoUpBlock3D\", \"HunyuanVideoUpBlock3D\","
+    " \"HunyuanVideoUpBlock3D\", \"HunyuanVideoUpBlock3D\"]}";
+  g_autofree char *cfg_path = g_build_filename (dir, "config.json", NULL);
+  g_autofree char *w_path = g_build_filename (dir, "diffusion_pytorch_model.safetensors", NULL);
+  g_autofree char *src = g_build_filename (g_getenv ("HV_VAE_DIR"), "vae_weights.safetensors", NULL);
+  g_autofree char *abs_src = g_canonicalize_filename (src, NULL);
+  g_assert_true (g_file_set_contents (cfg_path, cfg, -1, &error));
+  g_assert_cmpint (symlink (abs_src, w_path), ==, 0);
+  g_autoptr(HvVae) vae = hv_vae_new_from_path (dir, ctx.backend, &error);
+  g_assert_no_error (error);
+  const HvVaeConfig *c = hv_vae_get_config (vae);
+  g_assert_cmpint (c->time_compression_ratio, ==, 4);
+  g_assert_cmpint (c->n_blocks, ==, 4);
+  g_assert_cmpint (c->sample_size, ==, 256);   /* diffusers has none: the released value */
+  g_assert_true (hv_vae_has_encoder (vae));
+  check_same_decode (vae);
+  g_unlink (w_path);
+  g_unlink (cfg_path);
+  g_rmdir (dir);
+}
+
+/* load_vae strips a "vae." prefix; so do we. */
+static void
+test_prefixed_names (void)
+{
+  g_autoptr(GError) error = NULL;
+  g_autofree char *src = g_build_filename (g_getenv ("HV_VAE_DIR"), "vae_weights.safetensors", NULL);
+  g_autoptr(HvStore) file = hv_store_open (src, &error);
+  g_assert_no_error (error);
+  HvStore *prefixed = hv_store_new ();
+  const char **names = hv_store_names (file);
+  for (int i = 0; names[i]; i++) {
+    g_autofree char *n = g_strconcat ("vae.", names[i], NULL);
+    g_assert_true (hv_store_insert (prefixed, n, hv_tensor_view (hv_store_get (file, names[i])), &error));
+  }
+  g_autofree char *cfg_path = g_build_filename (g_getenv ("HV_VAE_DIR"), "config.json", NULL);
+  HvVaeConfig cfg;
+  g_assert_true (hv_vae_config_load (&cfg, cfg_path, &error));
+  g_autoptr(HvVae) vae = hv_vae_new_from_store (prefixed, &cfg, ctx.backend, &error);
+  g_assert_no_error (error);
+  check_same_decode (vae);
+  g_clear_pointer (&vae, hv_vae_free);
+  /* a store without the decoder is refused with a message, not a crash */
+  HvStore *empty = hv_store_new ();
+  g_assert_null (hv_vae_new_from_store (empty, &cfg, ctx.backend, &error));
+  g_assert_error (error, HV_ERROR, HV_ERROR_NOT_FOUND);
+}
+
+/* latents in the DiT's scaled space, roughly unit variance once unscaled */
+static HvTensor *
+make_latents (int T, int h, int w, guint32 seed)
+{
+  const int64_t shape[5] = { 1, 16, T, h, w };
+  HvTensor *z = hv_tensor_new (HV_DTYPE_F32, 5, shape);
+  GRand *rand = g_rand_new_with_seed (seed);
+  float *d = z->data;
+  for (int64_t i = 0; i < hv_tensor_numel (z); i++)
+    d[i] = (float) ((g_rand_double (rand) * 2 - 1) * 1.7 * 0.476986);
+  g_rand_free (rand);
+  return z;
+}
+
 int
 main (int argc, char **argv)
 {
@@ -228,22 +326,20 @@ main (int argc, char **argv)
   ctx.backend = hv_backend_cpu_new (0);
   ctx.vae = hv_vae_new_from_path (dir, ctx.backend, &error);
   g_assert_no_error (error);
-  const int64_t shape[5] = { 1, 16, 4, 4, 6 };
-  ctx.latents = hv_tensor_new (HV_DTYPE_F32, 5, shape);
-  GRand *rand = g_rand_new_with_seed (7);
-  float *d = ctx.latents->data;
-  for (int64_t i = 0; i < hv_tensor_numel (ctx.latents); i++)   /* roughly unit-variance, scaled space */
-    d[i] = (float) ((g_rand_double (rand) * 2 - 1) * 1.7 * 0.476986);
-  g_rand_free (rand);
+  ctx.latents = make_latents (4, 4, 6, 7);
+  ctx.short_latents = make_latents (2, 2, 4, 8);
 
   g_test_add_func ("/vae/stream/exact", test_exact_stream);
   g_test_add_func ("/vae/stream/exact-no-cache", test_exact_stream_no_cache);
   g_test_add_func ("/vae/stream/tiled", test_tiled_stream);
   g_test_add_func ("/vae/tiling/validate", test_tiling_validate);
   g_test_add_func ("/vae/bad-input", test_bad_input);
+  g_test_add_func ("/vae/load/diffusers-folder", test_diffusers_folder);
+  g_test_add_func ("/vae/load/prefixed-names", test_prefixed_names);
   g_test_add_func ("/vae/u8", test_u8);
   int rc = g_test_run ();
   hv_tensor_free (ctx.latents);
+  hv_tensor_free (ctx.short_latents);
   hv_vae_free (ctx.vae);
   hv_backend_free (ctx.backend);
   return rc;

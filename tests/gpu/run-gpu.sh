@@ -1,0 +1,139 @@
+#!/bin/bash
+# run-gpu.sh — every GPU check of hyvideo in one bounded run (issue 7), ending with a report.
+#
+#   tests/gpu/run-gpu.sh [BUNDLE_DIR]            (default: build-gpu-bundle, made by tests/gpu/bundle.sh)
+#
+# Runs from the repository root on a machine with an NVIDIA GPU and a CUDA 13 runtime; needs no
+# GLib or GStreamer there (the bundle brings them). Steps, each under its own time limit, the
+# whole under ~8 minutes (TOTAL_S):
+#   1. the device (nvidia-smi) and the kernels' machine code (cuobjdump: tensor-core HMMA count)
+#   2. test-backend-ops -v: every op, CPU vs CUDA
+#   3. hv-fixture --backend cuda on every fixture of tests/data/fixtures (as tests/meson.build
+#      lists them); the fp8 DiT fixture also with HV_CUDA_FP8=bf16 for comparison
+#   4. compute-sanitizer memcheck + racecheck on a few small op cases (if installed)
+#   5. bench-cuda: GEMM, attention, DiT step at the real sizes, beside the PyTorch anchor
+# Writes $OUT/report.txt (short) and one log per step into $OUT (or ./gpu-out without $OUT).
+# Without a bundle it uses build-cuda/ when that holds the three programs.
+set -u
+start=$(date +%s)
+TOTAL_S=${TOTAL_S:-470}
+out=${OUT:-gpu-out}
+mkdir -p "$out"
+report="$out/report.txt"
+: > "$report"
+
+say () { echo "$*" | tee -a "$report"; }
+elapsed () { echo $(( $(date +%s) - start )); }
+left () { echo $(( TOTAL_S - $(date +%s) + start )); }
+
+bundle=${1:-build-gpu-bundle}
+if [ -x "$bundle/bin/test-backend-ops" ]; then
+  OPS="$bundle/bin/test-backend-ops" FIX="$bundle/bin/hv-fixture" BENCH="$bundle/bin/bench-cuda"
+  export LD_LIBRARY_PATH="$(cd "$bundle/lib" && pwd)${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+elif [ -x build-cuda/tests/test-backend-ops ]; then
+  OPS=build-cuda/tests/test-backend-ops FIX=build-cuda/tests/hv-fixture BENCH=build-cuda/tests/bench/bench-cuda
+else
+  say "run-gpu.sh: no programs: run tests/gpu/bundle.sh (or build build-cuda/) first"
+  exit 2
+fi
+
+# The CUDA 13 libraries come from this machine (cuBLASLt is too large to carry): when the
+# loader cannot find them, look where CUDA and pip's nvidia-* wheels put them.
+for lib in libcublasLt.so.13 libcudart.so.13; do
+  ldd "$OPS" 2>/dev/null | grep -q "$lib => not found" || continue
+  found=$(ls /usr/local/cuda*/lib64/$lib /usr/local/cuda*/lib/$lib /usr/local/cuda*/targets/*/lib/$lib \
+            2>/dev/null | head -1)
+  if [ -z "$found" ]; then
+    found=$(python3 -c 'import glob, site, sys
+for d in site.getsitepackages() + [site.getusersitepackages()]:
+    for f in glob.glob(d + "/nvidia/**/" + sys.argv[1], recursive=True):
+        print(f); sys.exit(0)' "$lib" 2>/dev/null)
+  fi
+  [ -n "$found" ] && export LD_LIBRARY_PATH="${LD_LIBRARY_PATH:+$LD_LIBRARY_PATH:}$(dirname "$found")"
+done
+if ldd "$OPS" | grep -q 'not found'; then
+  ldd "$OPS" | grep 'not found' | sed 's/^/run-gpu.sh: missing library: /' | tee -a "$report"
+fi
+
+fixtures=tests/data/fixtures
+tok=tests/data/tokenizers
+
+say "== hyvideo GPU run, $(date -u '+%Y-%m-%d %H:%M UTC') =="
+if command -v nvidia-smi >/dev/null; then
+  nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm,clocks.max.sm --format=csv,noheader 2>&1 | sed 's/^/device: /' | tee -a "$report"
+else
+  say "device: nvidia-smi not found"
+fi
+if command -v cuobjdump >/dev/null; then
+  sass=$(cuobjdump -sass "$OPS" 2>/dev/null)
+  say "machine code: $(echo "$sass" | grep -c 'HMMA') HMMA, $(echo "$sass" | grep -c 'LDSM') LDSM, $(echo "$sass" | grep -c 'LDGSTS') LDGSTS, $(echo "$sass" | grep -cE '\bLDL|\bSTL') local-memory instructions; arch: $(cuobjdump -lelf "$OPS" 2>/dev/null | grep -o 'sm_[0-9a-z]*' | sort -u | tr '\n' ' ')"
+fi
+
+# ---- 2. op tests -------------------------------------------------------------------------------
+say ""
+say "== test-backend-ops (CPU vs CUDA) =="
+timeout 150 "$OPS" -v > "$out/test-backend-ops.log" 2>&1
+rc=$?
+grep -E '^FAIL|passed' "$out/test-backend-ops.log" | tee -a "$report"
+say "test-backend-ops: exit $rc$([ $rc = 124 ] && echo ' (timed out)')"
+[ $rc = 0 ] || [ $rc = 1 ] || tail -n 3 "$out/test-backend-ops.log" | sed 's/^/  /' | tee -a "$report"
+
+# ---- 3. fixtures ---------------------------------------------------------------------------------
+say ""
+say "== hv-fixture --backend cuda =="
+flog="$out/fixtures.log"
+: > "$flog"
+run_fixture () {   # label, extra env, args...
+  local label=$1 envs=$2
+  shift 2
+  if [ "$(left)" -lt 200 ]; then
+    say "fixture $label: skipped (time budget)"
+    return
+  fi
+  echo "---- $label: $*" >> "$flog"
+  env $envs timeout 90 "$FIX" --backend cuda "$@" >> "$flog" 2>&1
+  local rc=$?
+  local sum=$(tail -n 20 "$flog" | grep -E '^fixtures:' | tail -1)
+  [ -n "$sum" ] || sum="($(tail -n 1 "$flog" | cut -c1-160))"
+  say "fixture $label: exit $rc $sum$([ $rc = 124 ] && echo ' (timed out)')"
+}
+run_fixture weights "" $fixtures/dit/dit_config.json $fixtures/vae/weights.json
+run_fixture text "" $fixtures/text/llm.json $fixtures/text/clip.json
+run_fixture rng "" $fixtures/dit/rng_F.json
+run_fixture scheduler "" $fixtures/dit/scheduler_C.json
+run_fixture tokens "" --tokenizers $tok $fixtures/tokens/tokens.json
+run_fixture dit "" $fixtures/dit/forward_B.json $fixtures/dit/forward_H_fp8.json $fixtures/dit/denoise_D.json $fixtures/dit/cfg_batch2_E.json
+run_fixture dit-fp8-via-bf16 "HV_CUDA_FP8=bf16" $fixtures/dit/forward_H_fp8.json
+run_fixture vae "" $fixtures/vae/decode.json $fixtures/vae/tiling.json $fixtures/vae/encode.json
+run_fixture vae-pt "" --weights $fixtures/vae/vae_weights.pt $fixtures/vae/decode.json $fixtures/vae/tiling.json $fixtures/vae/encode.json
+grep -E '^FAIL' "$flog" | head -40 | sed 's/^/  /' | tee -a "$report"
+
+# ---- 4. sanitizer ----------------------------------------------------------------------------------
+if command -v compute-sanitizer >/dev/null && [ "$(left)" -gt 280 ]; then
+  say ""
+  say "== compute-sanitizer (small cases) =="
+  for tool in memcheck racecheck; do
+    for f in "attention D32" "attention D128 L1" "attention D80" "conv3d 1x1x1" "groupnorm [2" "get_rows bf16"; do
+      timeout 60 compute-sanitizer --tool $tool --error-exitcode 9 "$OPS" "$f" > "$out/sanitizer.log.tmp" 2>&1
+      rc=$?
+      cat "$out/sanitizer.log.tmp" >> "$out/sanitizer.log"
+      say "$tool '$f': exit $rc $(grep -E 'ERROR SUMMARY|hazard' "$out/sanitizer.log.tmp" | head -1)"
+    done
+  done
+  rm -f "$out/sanitizer.log.tmp"
+fi
+
+# ---- 5. benchmark -------------------------------------------------------------------------------
+say ""
+say "== bench-cuda ($(left) s left) =="
+budget=$(left)
+if [ "$budget" -gt 30 ]; then
+  timeout "$budget" "$BENCH" > "$out/bench.log" 2>&1
+  rc=$?
+  sed -n '/^what /,$p' "$out/bench.log" | tee -a "$report"
+  [ $rc = 0 ] || { say "bench-cuda: exit $rc$([ $rc = 124 ] && echo ' (stopped at the time budget; rows so far:)')"; grep -v '^what\|^---' "$out/bench.log" | tail -12 | tee -a "$report"; }
+else
+  say "bench-cuda: skipped (time budget)"
+fi
+say ""
+say "total $(elapsed) s"
