@@ -53,7 +53,16 @@ hv_blob_clear (HvBlob *b)
 HvTensor *
 hv_blob_tensor (const HvBlob *b, HvDType dt, int ndim, const int64_t *shape, guint64 offset)
 {
-  HvTensor *t = hv_tensor_new_borrowed (dt, ndim, shape, (void *) (b->data + offset), NULL, NULL);
+  const guint8 *p = b->data + offset;
+  /* Writers align tensor data (safetensors pads its header to 8 bytes, torch aligns storages
+   * to 64); a file that does not gets an aligned copy, so element loads are never misaligned. */
+  if ((guintptr) p % hv_dtype_size (dt)) {
+    HvTensor *c = hv_tensor_new (dt, ndim, shape);
+    if (c)
+      memcpy (c->data, p, hv_tensor_nbytes (c));
+    return c;
+  }
+  HvTensor *t = hv_tensor_new_borrowed (dt, ndim, shape, (void *) p, NULL, NULL);
   if (t) {
     t->free_data = b->ref (b->owner);
     t->free_func = b->unref;

@@ -160,6 +160,10 @@ add_tensor (Pt *pt, const char *name, HvPv *call, GError **error)
     FAIL (HV_ERROR_CORRUPT, "%s: tensor '%s' appears twice", label, name);
 #undef FAIL
   HvTensor *t = hv_blob_tensor (pt->b, dt, nd, shape, data_off + off * esz);
+  if (!t) {
+    g_set_error (error, HV_ERROR, HV_ERROR_NO_MEMORY, "%s: out of memory for tensor '%s'", label, name);
+    return FALSE;
+  }
   return hv_store_insert (pt->s, name, t, error);
 }
 

@@ -95,6 +95,10 @@ parse_entry (HvStore *s, const HvBlob *b, const char *name, JsonNode *node, guin
 #undef FAIL
   *span = (Span) { name, begin, end };
   HvTensor *t = hv_blob_tensor (b, dt, (int) nd, shape, data_off + begin);
+  if (!t) {
+    g_set_error (error, HV_ERROR, HV_ERROR_NO_MEMORY, "%s: out of memory for tensor '%s'", path, name);
+    return FALSE;
+  }
   return hv_store_insert (s, name, t, error);
 }
 
