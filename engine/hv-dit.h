@@ -65,7 +65,10 @@ void     hv_dit_set_capture (HvDit *d, HvDitCaptureFunc func, gpointer user_data
  * velocity for x [B, C_in, T, H, W] (f32 on the backend) at timesteps t[B] (0..1000) with
  * guidance[B] (embedded guidance × 1000; NULL only for a model without guidance embedding),
  * text_states [B, L, text_dim] (f32 on the backend), text_mask [B, L] (host, 1 = valid; valid
- * tokens first, as the tokenizer pads on the right) and text_states_2 [B, text_dim_2]. */
+ * tokens first, as the tokenizer pads on the right) and text_states_2 [B, text_dim_2].
+ * The mask follows upstream exactly: the token refiner uses it element-wise, the joint
+ * attention takes the first sum(mask) text tokens as valid. RoPE tables are cached per latent
+ * size, so one HvDit must not run two forwards at once. */
 gboolean hv_dit_forward (HvDit *d, HvTensor *out, const HvTensor *x, const float *t,
                          const float *guidance, const HvTensor *text_states,
                          const int32_t *text_mask, const HvTensor *text_states_2, GError **error);
