@@ -50,6 +50,15 @@ check_cond (HvDit *dit, const HvDitCond *c, const char *what, int64_t B, GError 
     g_set_error (error, HV_ERROR, HV_ERROR_INVALID, "the %s text condition is incomplete", what);
     return FALSE;
   }
+  HvBackend *b = hv_dit_backend (dit);
+  const HvTensor *ts[2] = { c->states, c->pooled };
+  for (int i = 0; i < 2; i++)
+    if (ts[i]->dtype != HV_DTYPE_F32 || !hv_tensor_is_contiguous (ts[i]) ||
+        (ts[i]->backend != b && !(hv_backend_is_host (b) && (!ts[i]->backend || hv_backend_is_host (ts[i]->backend))))) {
+      g_set_error (error, HV_ERROR, HV_ERROR_INVALID, "the %s text condition must be contiguous f32 tensors on the %s backend",
+                   what, b->name);
+      return FALSE;
+    }
   if (c->states->ndim != 3 || c->states->shape[0] != B || c->states->shape[2] != in->text_dim ||
       c->pooled->ndim != 2 || c->pooled->shape[0] != B || c->pooled->shape[1] != in->text_dim_2) {
     g_set_error (error, HV_ERROR, HV_ERROR_SHAPE, "the %s text condition is %s + %s; the DiT wants [%"
@@ -106,7 +115,11 @@ hv_denoiser_new (HvDit *dit, const HvDenoiseParams *p, const HvDitCond *pos,
   if (!d)
     return NULL;
   d->B = pos->states->ndim == 3 ? pos->states->shape[0] : 0;
-  if (d->B < 1 || !check_cond (dit, pos, "positive", d->B, error))
+  if (d->B < 1) {
+    g_set_error (error, HV_ERROR, HV_ERROR_SHAPE, "text states must be [B, L, D] with B >= 1");
+    return NULL;
+  }
+  if (!check_cond (dit, pos, "positive", d->B, error))
     return NULL;
   const int64_t L = pos->states->shape[1];
   if (d->cfg) {

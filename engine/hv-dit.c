@@ -21,6 +21,7 @@
 #include <string.h>
 
 #define LN_EPS 1e-6f
+#define ROW_CHUNK 4096   /* tokens per MLP chunk by default (hv_dit_set_row_chunk) */
 #define QK_EPS 1e-6f
 
 typedef struct {
@@ -71,6 +72,7 @@ struct _HvDit {
   HvTensor *rope_cos, *rope_sin;
   HvDitCaptureFunc capture;
   gpointer capture_data;
+  int64_t row_chunk;           /* tokens per MLP chunk */
 };
 
 /* ---- config ------------------------------------------------------------------------------ */
@@ -483,6 +485,7 @@ hv_dit_new (HvStore *weights, const HvDitConfig *cfg_or_null, HvBackend *b, GErr
   g_autoptr(HvDit) d = g_new0 (HvDit, 1);
   d->b = b;
   d->store = weights;
+  d->row_chunk = ROW_CHUNK;
   d->tensors = g_ptr_array_new_with_free_func ((GDestroyNotify) hv_tensor_free);
   if (!read_info (d, &cfg, error))
     return NULL;
@@ -612,6 +615,12 @@ HvBackend *
 hv_dit_backend (HvDit *d)
 {
   return d->b;
+}
+
+void
+hv_dit_set_row_chunk (HvDit *d, int rows)
+{
+  d->row_chunk = rows > 0 ? rows : ROW_CHUNK;
 }
 
 void
@@ -794,30 +803,71 @@ upload_or_fail (HvDit *d, HvTensor *host, GError **error)
 
 /* ---- blocks -------------------------------------------------------------------------------- */
 
-/* x += gate * fc2(act(fc1(modulate(LN(x), shift, scale)))) ; the MLP output is captured. */
+/* Token-wise parts (MLPs) run over chunks of at most d->row_chunk tokens of one batch item, so
+ * their wide hidden activations ([tokens, 4 * hidden]) never exist for the whole sequence.
+ * When capturing, full-size buffers are used instead so the intermediates can be handed out. */
+
+/* Row b of a [B, C] vector as [1, C]. */
+static HvTensor
+vec_row (const HvTensor *v, int64_t b)
+{
+  HvTensor r = reshaped (v, 2, v->shape[0], v->shape[1], 0, 0);
+  r.data = (char *) v->data + (gsize) (b * v->shape[1]) * sizeof (float);
+  r.shape[0] = 1;
+  hv_tensor_set_contiguous_strides (&r);
+  return r;
+}
+
+/* A work buffer for rows [s, s + n) of batch item b: a view of the full buffer when capturing
+ * (buf [B, N, c]), else of the chunk buffer (buf [1, row_chunk, c]). */
+static HvTensor
+work_rows (const HvTensor *buf, gboolean full, int64_t b, int64_t s, int64_t n)
+{
+  return full ? rows (buf, b, s, n, 0) : rows (buf, 0, 0, n, 0);
+}
+
+static HvTensor *
+work_buf (HvDit *d, gboolean full, int64_t B, int64_t N, int64_t c, GError **error)
+{
+  return full ? act (d, error, 3, B, N, c, 0) : act (d, error, 3, 1, MIN (N, d->row_chunk), c, 0);
+}
+
+/* x += gate * fc2(act(fc1(modulate(LN(x), shift, scale)))); the MLP output is captured. */
 static gboolean
 gated_mlp (HvDit *d, HvTensor *x, const HvTensor *shift, const HvTensor *scale, const HvTensor *gate,
            const Lin *fc1, const Lin *fc2, const HvTensor *ln_w, const HvTensor *ln_b, HvUnary fn,
            const char *cap_name, GError **error)
 {
-  const int64_t B = x->shape[0], L = x->shape[1], C = x->shape[2];
-  g_autoptr(HvTensor) h = NULL;
-  {
-    ACT (n, 3, B, L, C, 0);
-    hv_op_layernorm (d->b, n, x, ln_w, ln_b, LN_EPS);
-    if (shift || scale)
-      hv_op_modulate (d->b, n, n, shift, scale);
-    h = act (d, error, 3, B, L, fc1->w->shape[0], 0);
-    if (!h)
-      return FALSE;
-    hv_op_linear (d->b, h, n, fc1->w, fc1->b);
+  const int64_t B = x->shape[0], L = x->shape[1], C = x->shape[2], M = fc1->w->shape[0];
+  const gboolean full = d->capture != NULL;
+  g_autoptr(HvTensor) nb = work_buf (d, full, B, L, C, error);
+  g_autoptr(HvTensor) hb = nb ? work_buf (d, full, B, L, M, error) : NULL;
+  g_autoptr(HvTensor) ob = hb ? work_buf (d, full, B, L, C, error) : NULL;
+  if (!ob)
+    return FALSE;
+  for (int64_t b = 0; b < B; b++) {
+    HvTensor sh = shift ? vec_row (shift, b) : (HvTensor) { 0 };
+    HvTensor sc = scale ? vec_row (scale, b) : (HvTensor) { 0 };
+    HvTensor g = vec_row (gate, b);
+    for (int64_t s = 0; s < L; s += d->row_chunk) {
+      const int64_t n = MIN (d->row_chunk, L - s);
+      HvTensor xv = rows (x, b, s, n, 0);
+      HvTensor nv = work_rows (nb, full, b, s, n), hv = work_rows (hb, full, b, s, n);
+      HvTensor ov = work_rows (ob, full, b, s, n);
+      hv_op_layernorm (d->b, &nv, &xv, ln_w, ln_b, LN_EPS);
+      if (shift || scale)
+        hv_op_modulate (d->b, &nv, &nv, shift ? &sh : NULL, scale ? &sc : NULL);
+      hv_op_linear (d->b, &hv, &nv, fc1->w, fc1->b);
+      hv_op_unary (d->b, &hv, &hv, fn);
+      hv_op_linear (d->b, &ov, &hv, fc2->w, fc2->b);
+      if (!full)
+        hv_op_gate_add (d->b, &xv, &ov, &g);
+    }
   }
-  hv_op_unary (d->b, h, h, fn);
-  ACT (o, 3, B, L, C, 0);
-  hv_op_linear (d->b, o, h, fc2->w, fc2->b);
-  g_clear_pointer (&h, hv_tensor_free);
-  cap (d, cap_name, o);
-  hv_op_gate_add (d->b, x, o, gate);
+  if (full) {
+    cap (d, cap_name, ob);
+    hv_op_gate_add (d->b, x, ob, gate);
+  }
   return TRUE;
 }
 
@@ -1046,27 +1096,23 @@ single_block (HvDit *d, int i, HvTensor *x, const HvTensor *svec, const HvAttnMa
     return FALSE;
   HvTensor shift = chunk (mods, 0), scale = chunk (mods, 1), gate = chunk (mods, 2);
 
-  ACT (mlp, 3, B, N, M, 0);
+  ACT (xm, 3, B, N, C, 0);
+  hv_op_layernorm (d->b, xm, x, NULL, NULL, LN_EPS);
+  hv_op_modulate (d->b, xm, xm, &shift, &scale);
+  if (d->capture) {
+    ACT (l1, 3, B, N, 3 * C + M, 0);
+    hv_op_linear (d->b, l1, xm, blk->lin1.w, blk->lin1.b);
+    capf (d, l1, "single%d.linear1_out", i);
+  }
   ACT (attn, 4, B, N, H, D);
   {
     ACT (q, 4, B, N, H, D);
     ACT (k, 4, B, N, H, D);
     ACT (v, 4, B, N, H, D);
-    {
-      ACT (xm, 3, B, N, C, 0);
-      hv_op_layernorm (d->b, xm, x, NULL, NULL, LN_EPS);
-      hv_op_modulate (d->b, xm, xm, &shift, &scale);
-      if (d->capture) {
-        ACT (l1, 3, B, N, 3 * C + M, 0);
-        hv_op_linear (d->b, l1, xm, blk->lin1.w, blk->lin1.b);
-        capf (d, l1, "single%d.linear1_out", i);
-      }
-      HvTensor q3 = reshaped (q, 3, B, N, C, 0), k3 = reshaped (k, 3, B, N, C, 0), v3 = reshaped (v, 3, B, N, C, 0);
-      hv_op_linear (d->b, &q3, xm, blk->q.w, blk->q.b);
-      hv_op_linear (d->b, &k3, xm, blk->k.w, blk->k.b);
-      hv_op_linear (d->b, &v3, xm, blk->v.w, blk->v.b);
-      hv_op_linear (d->b, mlp, xm, blk->mlp.w, blk->mlp.b);
-    }
+    HvTensor q3 = reshaped (q, 3, B, N, C, 0), k3 = reshaped (k, 3, B, N, C, 0), v3 = reshaped (v, 3, B, N, C, 0);
+    hv_op_linear (d->b, &q3, xm, blk->q.w, blk->q.b);
+    hv_op_linear (d->b, &k3, xm, blk->k.w, blk->k.b);
+    hv_op_linear (d->b, &v3, xm, blk->v.w, blk->v.b);
     if (blk->q_norm) {
       hv_op_rmsnorm (d->b, q, q, blk->q_norm, QK_EPS);
       hv_op_rmsnorm (d->b, k, k, blk->k_norm, QK_EPS);
@@ -1078,18 +1124,33 @@ single_block (HvDit *d, int i, HvTensor *x, const HvTensor *svec, const HvAttnMa
     hv_op_rope (d->b, k, d->rope_cos, d->rope_sin, HV_ROPE_INTERLEAVED);
     hv_op_attention (d->b, attn, q, k, v, mask, 1.0f / sqrtf ((float) D));
   }
-  hv_op_unary (d->b, mlp, mlp, HV_UNARY_GELU_TANH);
-  ACT (o, 3, B, N, C, 0);
-  {
-    ACT (cat, 3, B, N, C + M, 0);
-    HvTensor a3 = reshaped (attn, 3, B, N, C, 0);
-    hv_op_concat (d->b, cat, &a3, mlp, 2);
-    g_clear_pointer (&attn, hv_tensor_free);
-    g_clear_pointer (&mlp, hv_tensor_free);
-    capf (d, cat, "single%d.linear2_in", i);
-    hv_op_linear (d->b, o, cat, blk->lin2.w, blk->lin2.b);
+  /* x += gate * linear2([attn | gelu_tanh(mlp(xm))]), token chunk by token chunk */
+  const gboolean full = d->capture != NULL;
+  HvTensor a3 = reshaped (attn, 3, B, N, C, 0);
+  g_autoptr(HvTensor) mb = work_buf (d, full, B, N, M, error);
+  g_autoptr(HvTensor) cb = mb ? work_buf (d, full, B, N, C + M, error) : NULL;
+  g_autoptr(HvTensor) ob = cb ? work_buf (d, full, B, N, C, error) : NULL;
+  if (!ob)
+    return FALSE;
+  for (int64_t b = 0; b < B; b++) {
+    HvTensor g = vec_row (&gate, b);
+    for (int64_t s = 0; s < N; s += d->row_chunk) {
+      const int64_t n = MIN (d->row_chunk, N - s);
+      HvTensor xmv = rows (xm, b, s, n, 0), av = rows (&a3, b, s, n, 0), xv = rows (x, b, s, n, 0);
+      HvTensor mv = work_rows (mb, full, b, s, n), cv = work_rows (cb, full, b, s, n);
+      HvTensor ov = work_rows (ob, full, b, s, n);
+      hv_op_linear (d->b, &mv, &xmv, blk->mlp.w, blk->mlp.b);
+      hv_op_unary (d->b, &mv, &mv, HV_UNARY_GELU_TANH);
+      hv_op_concat (d->b, &cv, &av, &mv, 2);
+      hv_op_linear (d->b, &ov, &cv, blk->lin2.w, blk->lin2.b);
+      if (!full)
+        hv_op_gate_add (d->b, &xv, &ov, &g);
+    }
   }
-  hv_op_gate_add (d->b, x, o, &gate);
+  if (full) {
+    capf (d, cb, "single%d.linear2_in", i);
+    hv_op_gate_add (d->b, x, ob, &gate);
+  }
   capf (d, x, "single%d.x", i);
   return TRUE;
 }

@@ -60,6 +60,9 @@ void     hv_dit_free (HvDit *d);
 const HvDitInfo *hv_dit_info (HvDit *d);
 HvBackend *hv_dit_backend (HvDit *d);
 void     hv_dit_set_capture (HvDit *d, HvDitCaptureFunc func, gpointer user_data);
+/* The MLPs run over chunks of this many tokens (default 4096; <= 0 restores it): smaller saves
+ * memory ([chunk, 4 * hidden] buffers instead of [tokens, 4 * hidden]), larger may be faster. */
+void     hv_dit_set_row_chunk (HvDit *d, int rows);
 
 /* One forward pass: out [B, C_out, T, H, W] (f32, on the backend, allocated by the caller) =
  * velocity for x [B, C_in, T, H, W] (f32 on the backend) at timesteps t[B] (0..1000) with
