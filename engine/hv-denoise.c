@@ -1,5 +1,6 @@
 /* hv-denoise.c — the flow-matching sampling loop (see hv-denoise.h). */
 #include "hv-denoise.h"
+#include "hv-arena.h"
 #include "hv-error.h"
 #include "hv-scheduler.h"
 #include <math.h>
@@ -18,6 +19,7 @@ struct _HvDenoiser {
   float *tvals, *gvals;       /* [Bm] */
   HvDenoiseInspectFunc inspect;
   gpointer inspect_data;
+  HvArena *arena;             /* a step's model input and predictions, reused every step */
 };
 
 void
@@ -82,6 +84,7 @@ denoiser_alloc (HvDit *dit, const HvDenoiseParams *p, GError **error)
   d->b = hv_dit_backend (dit);
   d->p = *p;
   d->cfg = p->cfg_scale > 1.0f;    /* upstream: do_classifier_free_guidance = scale > 1 */
+  d->arena = hv_arena_new (d->b, 0, NULL);   /* sized by the first step */
   d->sched = hv_scheduler_new (p->steps, p->shift, p->reverse, error);
   if (!d->sched) {
     hv_denoiser_free (d);
@@ -199,6 +202,7 @@ hv_denoiser_free (HvDenoiser *d)
   if (!d)
     return;
   hv_scheduler_free (d->sched);
+  hv_arena_free (d->arena);
   hv_tensor_free (d->own_states);
   hv_tensor_free (d->own_pooled);
   g_free (d->mask);
@@ -280,15 +284,24 @@ hv_denoiser_step (HvDenoiser *d, int i, HvTensor *latents, GError **error)
   int64_t shape[5];
   memcpy (shape, latents->shape, sizeof shape);
   shape[0] = d->Bm;
+  /* x (CFG), v, and with CFG the two halves: one arena, allocated by the first step (a failure
+   * only means these tensors are allocated one by one) */
+  const int64_t vol = shape[2] * shape[3] * shape[4];
+  const gsize need = (d->cfg ? hv_arena_size ((gsize) (d->Bm * shape[1] * vol) * 4) : 0) +
+                     hv_arena_size ((gsize) (d->Bm * in->out_channels * vol) * 4) +
+                     (d->cfg ? 2 * hv_arena_size ((gsize) (d->B * in->out_channels * vol) * 4) : 0);
+  hv_arena_reset (d->arena);
+  if (!hv_arena_reserve (d->arena, need, NULL))
+    g_debug ("denoise step %d without its arena", i + 1);
   g_autoptr(HvTensor) x = NULL;
   if (d->cfg) {
-    x = hv_backend_tensor_f32 (d->b, 5, shape);
+    x = hv_arena_tensor (d->arena, HV_DTYPE_F32, 5, shape);
     if (!x)
       return oom (d, i, error);
     hv_op_concat (d->b, x, latents, latents, 0);
   }
   shape[1] = in->out_channels;
-  g_autoptr(HvTensor) v = hv_backend_tensor_f32 (d->b, 5, shape);
+  g_autoptr(HvTensor) v = hv_arena_tensor (d->arena, HV_DTYPE_F32, 5, shape);
   if (!v)
     return oom (d, i, error);
   if (!hv_dit_forward (d->dit, v, x ? x : latents, d->tvals, in->guidance_embed ? d->gvals : NULL,
@@ -298,8 +311,8 @@ hv_denoiser_step (HvDenoiser *d, int i, HvTensor *latents, GError **error)
 
   if (d->cfg) {
     shape[0] = d->B;
-    g_autoptr(HvTensor) unc = hv_backend_tensor_f32 (d->b, 5, shape);
-    g_autoptr(HvTensor) txt = hv_backend_tensor_f32 (d->b, 5, shape);
+    g_autoptr(HvTensor) unc = hv_arena_tensor (d->arena, HV_DTYPE_F32, 5, shape);
+    g_autoptr(HvTensor) txt = hv_arena_tensor (d->arena, HV_DTYPE_F32, 5, shape);
     if (!unc || !txt)
       return oom (d, i, error);
     hv_op_slice (d->b, unc, v, 0, 0);

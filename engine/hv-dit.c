@@ -11,8 +11,11 @@
  *
  * Memory: q, k, v of a block are written by per-batch linears straight into the joint
  * [B, img+txt, hidden] buffers (no concat copies), fused weights (qkv, linear1) are used as
- * row views, and every temporary is freed as soon as the block has consumed it. */
+ * row views. Every activation comes from the DiT's arena (hv-arena.h): each function and
+ * C block that allocates opens an HV_ARENA_SCOPE, so temporaries are released exactly where
+ * their C scope ends, and hv_dit_activation_bytes() mirrors that nesting to size the arena. */
 #include "hv-dit.h"
+#include "hv-arena.h"
 #include "hv-error.h"
 #include "hv-layout.h"
 #include "hv-rope.h"
@@ -73,6 +76,8 @@ struct _HvDit {
   HvDitCaptureFunc capture;
   gpointer capture_data;
   int64_t row_chunk;           /* tokens per MLP chunk */
+  HvArena *arena;              /* every activation of a forward (see hv_dit_activation_bytes) */
+  gboolean arena_off;          /* hv_dit_set_arena (d, FALSE): size the arena to nothing */
 };
 
 /* ---- config ------------------------------------------------------------------------------ */
@@ -487,6 +492,7 @@ hv_dit_new (HvStore *weights, const HvDitConfig *cfg_or_null, HvBackend *b, GErr
   d->store = weights;
   d->row_chunk = ROW_CHUNK;
   d->tensors = g_ptr_array_new_with_free_func ((GDestroyNotify) hv_tensor_free);
+  d->arena = hv_arena_new (b, 0, NULL);   /* sized by the first forward, from its token count */
   if (!read_info (d, &cfg, error))
     return NULL;
   HvDitInfo *in = &d->info;
@@ -596,6 +602,7 @@ hv_dit_free (HvDit *d)
     return;
   hv_tensor_free (d->rope_cos);
   hv_tensor_free (d->rope_sin);
+  hv_arena_free (d->arena);
   if (d->tensors)
     g_ptr_array_unref (d->tensors);
   g_free (d->rblocks);
@@ -636,7 +643,7 @@ static HvTensor *
 act (HvDit *d, GError **error, int ndim, int64_t s0, int64_t s1, int64_t s2, int64_t s3)
 {
   const int64_t shape[4] = { s0, s1, s2, s3 };
-  HvTensor *t = hv_backend_tensor_f32 (d->b, ndim, shape);
+  HvTensor *t = hv_arena_tensor (d->arena, HV_DTYPE_F32, ndim, shape);
   if (!t) {
     char buf[64];
     g_set_error (error, HV_ERROR, HV_ERROR_NO_MEMORY, "out of %s memory for a DiT activation %s (%.1f MiB)",
@@ -697,24 +704,26 @@ chunk (const HvTensor *kbc, int i)
   return v;
 }
 
-/* mod = Linear(svec) [B, k*C] regrouped as [k, B, C] so each chunk is contiguous. */
+/* mod = Linear(svec) [B, k*C] regrouped as [k, B, C] so each chunk is contiguous. The result
+ * is allocated before the temporary so that the temporary's arena bytes are freed on return. */
 static HvTensor *
 chunked (HvDit *d, const HvTensor *svec, const Lin *l, int k, const char *cap_name, GError **error)
 {
   const int64_t B = svec->shape[0], C = d->info.hidden;
+  g_autoptr(HvTensor) out = act (d, error, 3, k, B, C, 0);
+  if (!out)
+    return NULL;
+  HV_ARENA_SCOPE (d->arena);
   g_autoptr(HvTensor) m = act (d, error, 2, B, k * C, 0, 0);
   if (!m)
     return NULL;
   hv_op_linear (d->b, m, svec, l->w, l->b);
   if (cap_name && d->capture)
     d->capture (cap_name, m, d->capture_data);
-  HvTensor *out = act (d, error, 3, k, B, C, 0);
-  if (!out)
-    return NULL;
   HvTensor mv = reshaped (m, 3, B, k, C, 0);
   const int perm[3] = { 1, 0, 2 };
   hv_op_permute (d->b, out, &mv, perm);
-  return out;
+  return g_steal_pointer (&out);
 }
 
 static void
@@ -745,6 +754,7 @@ cap_rows (HvDit *d, GError **error, const HvTensor *t, int64_t start, int64_t n,
     return TRUE;
   int64_t B = t->shape[0], c = hv_tensor_numel (t) / (B * t->shape[1]);
   HvTensor src = heads ? reshaped (t, 4, B, t->shape[1], heads, c / heads) : reshaped (t, 3, B, t->shape[1], c, 0);
+  HV_ARENA_SCOPE (d->arena);
   g_autoptr(HvTensor) tmp = heads ? act (d, error, 4, B, n, heads, c / heads) : act (d, error, 3, B, n, c, 0);
   if (!tmp)
     return FALSE;
@@ -761,6 +771,7 @@ cap_rows (HvDit *d, GError **error, const HvTensor *t, int64_t start, int64_t n,
 static gboolean
 mlp2 (HvDit *d, HvTensor *y, const HvTensor *x, const Mlp2 *m, GError **error)
 {
+  HV_ARENA_SCOPE (d->arena);
   ACT (h, 2, x->shape[0], m->l1.w->shape[0], 0, 0);
   hv_op_linear (d->b, h, x, m->l1.w, m->l1.b);
   hv_op_unary (d->b, h, h, HV_UNARY_SILU);
@@ -785,7 +796,7 @@ timestep_freq (HvDit *d, const float *t, int64_t B, GError **error)
       o[b * dim + i] = (float) cos ((double) a);
       o[b * dim + half + i] = (float) sin ((double) a);
     }
-  HvTensor *u = hv_backend_upload (d->b, h);
+  HvTensor *u = hv_arena_upload (d->arena, h);
   if (!u)
     g_set_error (error, HV_ERROR, HV_ERROR_NO_MEMORY, "out of %s memory", d->b->name);
   return u;
@@ -794,7 +805,7 @@ timestep_freq (HvDit *d, const float *t, int64_t B, GError **error)
 static HvTensor *
 upload_or_fail (HvDit *d, HvTensor *host, GError **error)
 {
-  HvTensor *u = hv_backend_upload (d->b, host);
+  HvTensor *u = hv_arena_upload (d->arena, host);
   hv_tensor_free (host);
   if (!u)
     g_set_error (error, HV_ERROR, HV_ERROR_NO_MEMORY, "out of %s memory", d->b->name);
@@ -840,6 +851,7 @@ gated_mlp (HvDit *d, HvTensor *x, const HvTensor *shift, const HvTensor *scale, 
 {
   const int64_t B = x->shape[0], L = x->shape[1], C = x->shape[2], M = fc1->w->shape[0];
   const gboolean full = d->capture != NULL;
+  HV_ARENA_SCOPE (d->arena);
   g_autoptr(HvTensor) nb = work_buf (d, full, B, L, C, error);
   g_autoptr(HvTensor) hb = nb ? work_buf (d, full, B, L, M, error) : NULL;
   g_autoptr(HvTensor) ob = hb ? work_buf (d, full, B, L, C, error) : NULL;
@@ -880,8 +892,10 @@ refiner (HvDit *d, HvTensor *txt, const HvTensor *text_states, const HvTensor *t
   const int64_t C = d->info.hidden, H = d->info.heads, D = d->info.head_dim;
 
   /* c = t_embedder(t) + c_embedder(mean of the raw text states over mask == 1) */
+  HV_ARENA_SCOPE (d->arena);
   ACT (c, 2, B, C, 0, 0);
   {
+    HV_ARENA_SCOPE (d->arena);
     g_autoptr(HvTensor) host = hv_backend_download (d->b, text_states);
     HvTensor *mh = hv_tensor_new_4 (HV_DTYPE_F32, 2, B, D1, 0, 0);
     const float *x = host->data;
@@ -928,16 +942,19 @@ refiner (HvDit *d, HvTensor *txt, const HvTensor *text_states, const HvTensor *t
   hv_op_unary (d->b, c, c, HV_UNARY_SILU);
   for (int i = 0; i < d->info.depth_refiner; i++) {
     const RefinerBlock *r = &d->rblocks[i];
+    HV_ARENA_SCOPE (d->arena);
     g_autofree char *ada_name = g_strdup_printf ("refiner.block%d.adaLN_out", i);
     g_autoptr(HvTensor) gates = chunked (d, c, &r->ada, 2, ada_name, error);
     if (!gates)
       return FALSE;
     HvTensor gate_msa = chunk (gates, 0), gate_mlp = chunk (gates, 1);
     {
+      HV_ARENA_SCOPE (d->arena);
       ACT (q, 4, B, L, H, D);
       ACT (k, 4, B, L, H, D);
       ACT (v, 4, B, L, H, D);
       {
+        HV_ARENA_SCOPE (d->arena);
         ACT (n, 3, B, L, C, 0);
         hv_op_layernorm (d->b, n, txt, r->n1w, r->n1b, LN_EPS);
         if (d->capture) {
@@ -976,6 +993,7 @@ stream_qkv (HvDit *d, const Stream *s, const HvTensor *x, const HvTensor *mods, 
 {
   const int64_t B = x->shape[0], n = x->shape[1], C = x->shape[2], H = d->info.heads;
   HvTensor shift = chunk (mods, 0), scale = chunk (mods, 1);
+  HV_ARENA_SCOPE (d->arena);
   ACT (xm, 3, B, n, C, 0);
   hv_op_layernorm (d->b, xm, x, NULL, NULL, LN_EPS);
   hv_op_modulate (d->b, xm, xm, &shift, &scale);
@@ -1005,6 +1023,7 @@ stream_proj (HvDit *d, HvTensor *x, const HvTensor *attn, int64_t start, const L
              const HvTensor *gate, GError **error)
 {
   const int64_t B = x->shape[0], n = x->shape[1], C = x->shape[2];
+  HV_ARENA_SCOPE (d->arena);
   ACT (o, 3, B, n, C, 0);
   for (int64_t b = 0; b < B; b++) {
     HvTensor ab = rows (attn, b, start, n, 0), ob = rows (o, b, 0, n, 0);
@@ -1022,6 +1041,7 @@ double_block (HvDit *d, int i, HvTensor *img, HvTensor *txt, const HvTensor *sve
   const int64_t B = img->shape[0], Ni = img->shape[1], L = txt->shape[1], N = Ni + L;
   const int64_t C = d->info.hidden, H = d->info.heads, D = d->info.head_dim;
   char name[64];
+  HV_ARENA_SCOPE (d->arena);
 
   g_snprintf (name, sizeof name, "double%d.img_mod_out", i);
   g_autoptr(HvTensor) im = chunked (d, svec, &blk->img.mod, 6, name, error);
@@ -1033,8 +1053,10 @@ double_block (HvDit *d, int i, HvTensor *img, HvTensor *txt, const HvTensor *sve
     return FALSE;
 
   {
+    HV_ARENA_SCOPE (d->arena);
     ACT (attn, 3, B, N, C, 0);
     {
+      HV_ARENA_SCOPE (d->arena);
       ACT (q, 3, B, N, C, 0);
       ACT (k, 3, B, N, C, 0);
       ACT (v, 3, B, N, C, 0);
@@ -1089,6 +1111,7 @@ single_block (HvDit *d, int i, HvTensor *x, const HvTensor *svec, const HvAttnMa
   const int64_t B = x->shape[0], N = x->shape[1];
   const int64_t C = d->info.hidden, H = d->info.heads, D = d->info.head_dim, M = blk->mlp_hidden;
   char name[64];
+  HV_ARENA_SCOPE (d->arena);
 
   g_snprintf (name, sizeof name, "single%d.mod_out", i);
   g_autoptr(HvTensor) mods = chunked (d, svec, &blk->mod, 3, name, error);
@@ -1100,12 +1123,14 @@ single_block (HvDit *d, int i, HvTensor *x, const HvTensor *svec, const HvAttnMa
   hv_op_layernorm (d->b, xm, x, NULL, NULL, LN_EPS);
   hv_op_modulate (d->b, xm, xm, &shift, &scale);
   if (d->capture) {
+    HV_ARENA_SCOPE (d->arena);
     ACT (l1, 3, B, N, 3 * C + M, 0);
     hv_op_linear (d->b, l1, xm, blk->lin1.w, blk->lin1.b);
     capf (d, l1, "single%d.linear1_out", i);
   }
   ACT (attn, 4, B, N, H, D);
   {
+    HV_ARENA_SCOPE (d->arena);
     ACT (q, 4, B, N, H, D);
     ACT (k, 4, B, N, H, D);
     ACT (v, 4, B, N, H, D);
@@ -1166,6 +1191,7 @@ patchify (HvDit *d, HvTensor *patches, const HvTensor *x, GError **error)
   const int pt = d->info.patch[0], ph = d->info.patch[1], pw = d->info.patch[2];
   const int64_t Tp = T / pt, Hp = Hh / ph, Wp = W / pw, Ni = Tp * Hp * Wp, P = (int64_t) pt * ph * pw;
   const int perm[4] = { 0, 2, 1, 3 };
+  HV_ARENA_SCOPE (d->arena);
   ACT (t1, 4, B * C * T * Hp, Wp, ph, pw);
   HvTensor xv = reshaped (x, 4, B * C * T * Hp, ph, Wp, pw);
   hv_op_permute (d->b, t1, &xv, perm);                 /* b c t h' w' p q */
@@ -1191,6 +1217,7 @@ unpatchify (HvDit *d, HvTensor *out, const HvTensor *f, GError **error)
   const int pt = d->info.patch[0], ph = d->info.patch[1], pw = d->info.patch[2];
   const int64_t Tp = T / pt, Hp = Hh / ph, Wp = W / pw, Ni = Tp * Hp * Wp, P = (int64_t) pt * ph * pw;
   const int perm[4] = { 0, 2, 1, 3 };
+  HV_ARENA_SCOPE (d->arena);
   ACT (u1, 4, B, C, Ni, P);
   HvTensor fv = reshaped (f, 4, B, Ni, C, P);
   hv_op_permute (d->b, u1, &fv, perm);                 /* b c t' h' w' o p q */
@@ -1233,6 +1260,137 @@ ensure_rope (HvDit *d, int64_t t, int64_t h, int64_t w, GError **error)
   cap (d, "rope_cos", d->rope_cos);
   cap (d, "rope_sin", d->rope_sin);
   return TRUE;
+}
+
+/* ---- activation memory ---------------------------------------------------------------------- */
+
+/* Arena bytes of `n` floats (or bytes, for the u8 mask), rounded as the arena rounds. */
+#define F4(n) hv_arena_size ((gsize) (n) * 4)
+#define U1(n) hv_arena_size ((gsize) (n))
+
+/* The peak of the arena's bump pointer over one forward, phase by phase in the order the
+ * forward allocates (each phase: what is live below it + its own peak). It follows the code
+ * above allocation by allocation: test-arena checks that a forward never falls back and that
+ * this equals the measured peak, so a change to the forward's allocations must come with the
+ * matching change here. */
+gsize
+hv_dit_activation_bytes (HvDit *d, int64_t B, int64_t Ni, int64_t L)
+{
+  g_return_val_if_fail (d != NULL && B > 0 && Ni > 0 && L > 0, 0);
+  const HvDitInfo *in = &d->info;
+  const gboolean cap = d->capture != NULL;
+  const int64_t C = in->hidden, N = Ni + L, F = in->freq_dim;
+  const int64_t P = (int64_t) in->patch[0] * in->patch[1] * in->patch[2];
+  /* rows of the MLP work buffers (work_buf): whole sequences when capturing, else one chunk */
+  const int64_t ck = d->row_chunk;
+#define ROWS(n) (cap ? B * (n) : MIN ((n), ck))
+
+  /* embeddings: vec, tfreq stay; e, gfreq and an MLP hidden [B, C] on top */
+  gsize bottom = F4 (B * C) + F4 (B * F);
+  gsize peak = bottom + F4 (B * C) + (in->guidance_embed ? F4 (B * F) : 0) + F4 (B * C);
+  bottom += F4 (B * N);                                             /* segs (i32) */
+
+  /* img = img_in(patches); patchify's one or two permuted copies of x */
+  const gsize img = F4 (B * Ni * C), txt = F4 (B * L * C), xs = F4 (B * N * C);
+  const gsize px = F4 (B * Ni * in->in_channels * P);
+  peak = MAX (peak, bottom + img + px + px + (in->patch[0] > 1 ? px : 0));
+
+  /* txt: the token refiner (or the linear projection's hidden) with img and txt below */
+  gsize base = bottom + img + txt;
+  if (d->refiner) {
+    const gsize c = F4 (B * C), m2 = F4 (B * 2 * C), blc = F4 (B * L * C);
+    gsize blk = 0;
+    for (int i = 0; i < in->depth_refiner; i++) {
+      const int64_t Mr = d->rblocks[i].fc1.w->shape[0];
+      gsize attn = 3 * blc + MAX (blc + (cap ? F4 (B * L * 3 * C) : 0), 2 * blc);
+      gsize mlp = F4 (ROWS (L) * C) * 2 + F4 (ROWS (L) * Mr);
+      blk = MAX (blk, m2 + MAX (m2, MAX (attn, mlp)));               /* gates + the rest */
+    }
+    gsize embed = F4 (B * in->text_dim) + F4 (B * C) + F4 (B * C);  /* mean, cc, MLP hidden */
+    peak = MAX (peak, base + c + MAX (embed, U1 (B * L * L) + blk));
+  } else {
+    peak = MAX (peak, base + txt);
+  }
+
+  /* double blocks on img, txt: 6 modulation vectors per stream, then attention, then MLPs */
+  {
+    const gsize mods = 2 * F4 (6 * B * C), m6 = F4 (B * 6 * C);
+    const gsize xm_i = F4 (B * Ni * C), xm_t = F4 (B * L * C);
+    gsize qkv = MAX (xm_i + (cap ? F4 (B * Ni * 3 * C) : 0), xm_t + (cap ? F4 (B * L * 3 * C) : 0));
+    /* attn, then q, k, v with one stream's xm; after them a projection output (or a capture) */
+    gsize attn = xs + MAX (3 * xs + qkv, MAX (xm_i, xm_t));
+    gsize mlp = 0;
+    const int64_t n_rows[2] = { Ni, L };
+    for (int s = 0; s < 2; s++)
+      mlp = MAX (mlp, F4 (ROWS (n_rows[s]) * C) * 2 + F4 (ROWS (n_rows[s]) * in->mlp_hidden));
+    if (in->depth_double > 0)
+      peak = MAX (peak, base + mods + MAX (m6, MAX (attn, mlp)));
+  }
+
+  /* xs made above img and txt, then moved down into their place */
+  peak = MAX (peak, base + xs);
+  base = bottom + xs;
+
+  /* single blocks on xs: 3 modulation vectors, xm, attention, then the chunked MLP */
+  for (int i = 0; i < in->depth_single; i++) {
+    const int64_t M = d->sblocks[i].mlp_hidden;
+    const gsize mods = F4 (3 * B * C), m3 = F4 (B * 3 * C);
+    gsize mlp = F4 (ROWS (N) * M) + F4 (ROWS (N) * (C + M)) + F4 (ROWS (N) * C);
+    gsize after_xm = MAX (cap ? F4 (B * N * (3 * C + M)) : 0, xs + MAX (3 * xs, mlp));
+    peak = MAX (peak, base + mods + MAX (m3, xs + after_xm));
+  }
+
+  /* final layer: 2 modulation vectors, its output, then the normed rows or unpatchify */
+  {
+    const gsize fm = F4 (2 * B * C), fo = F4 (B * Ni * in->out_channels * P);
+    peak = MAX (peak, base + fm + MAX (F4 (B * 2 * C),
+                                        fo + MAX (F4 (B * Ni * C), fo + (in->patch[0] > 1 ? fo : 0))));
+  }
+#undef ROWS
+  return peak;
+}
+
+#undef F4
+#undef U1
+
+/* A new, empty arena without a block (the next forward sizes it, unless the arena is off). */
+static void
+drop_arena (HvDit *d)
+{
+  hv_arena_free (d->arena);
+  d->arena = hv_arena_new (d->b, 0, NULL);
+}
+
+void
+hv_dit_set_arena (HvDit *d, gboolean on)
+{
+  g_return_if_fail (d != NULL);
+  d->arena_off = !on;
+  if (!on)   /* every activation is then allocated on its own */
+    drop_arena (d);
+}
+
+void
+hv_dit_trim_memory (HvDit *d)
+{
+  g_return_if_fail (d != NULL);
+  drop_arena (d);
+  g_clear_pointer (&d->rope_cos, hv_tensor_free);
+  g_clear_pointer (&d->rope_sin, hv_tensor_free);
+}
+
+void
+hv_dit_arena_stats (HvDit *d, HvArenaStats *st)
+{
+  g_return_if_fail (d != NULL && st != NULL);
+  hv_arena_stats (d->arena, st);
+}
+
+void
+hv_dit_clear_arena_stats (HvDit *d)
+{
+  g_return_if_fail (d != NULL);
+  hv_arena_clear_stats (d->arena);
 }
 
 /* ---- forward ------------------------------------------------------------------------------- */
@@ -1318,6 +1476,17 @@ hv_dit_forward (HvDit *d, HvTensor *out, const HvTensor *x, const float *t, cons
   if (!ensure_rope (d, Tp, Hp, Wp, error))
     return FALSE;
 
+  /* Every activation below comes from the arena, sized for this token count (a no-op after the
+   * first step). If the block cannot be had, the forward still runs: what does not fit is
+   * allocated tensor by tensor, as before the arena. */
+  hv_arena_reset (d->arena);
+  if (!d->arena_off) {
+    g_autoptr(GError) local = NULL;
+    if (!hv_arena_reserve (d->arena, hv_dit_activation_bytes (d, B, Ni, L), &local))
+      g_debug ("DiT forward without its arena: %s", local->message);
+  }
+  HV_ARENA_SCOPE (d->arena);
+
   /* vec = time_in(t) + vector_in(text_states_2) + guidance_in(guidance) */
   ACT (vec, 2, B, C, 0, 0);
   g_autoptr(HvTensor) tfreq = timestep_freq (d, t, B, error);
@@ -1325,6 +1494,7 @@ hv_dit_forward (HvDit *d, HvTensor *out, const HvTensor *x, const float *t, cons
     return FALSE;
   cap (d, "time_in_out", vec);
   {
+    HV_ARENA_SCOPE (d->arena);
     ACT (e, 2, B, C, 0, 0);
     if (!mlp2 (d, e, text_states_2, &d->vector_in, error))
       return FALSE;
@@ -1340,8 +1510,31 @@ hv_dit_forward (HvDit *d, HvTensor *out, const HvTensor *x, const float *t, cons
   }
   cap (d, "vec", vec);
 
+  /* varlen segments: 1 = img + the first n_valid text tokens, 2 = the padded text tokens. Made
+   * before img and txt so that these two are the top of the arena when the single blocks'
+   * input replaces them (below). */
+  g_autoptr(HvTensor) cu = hv_tensor_new_4 (HV_DTYPE_I32, 1, 2 * B + 1, 0, 0, 0);
+  HvTensor *sh = hv_tensor_new_4 (HV_DTYPE_I32, 2, B, N, 0, 0);
+  int32_t *seg = sh->data, *cus = cu->data;
+  cus[0] = 0;
+  for (int64_t b = 0; b < B; b++) {
+    int64_t nv = 0;
+    for (int64_t l = 0; l < L; l++)
+      nv += text_mask[b * L + l] != 0;
+    for (int64_t j = 0; j < N; j++)
+      seg[b * N + j] = j < Ni + nv ? 1 : 2;
+    cus[2 * b + 1] = (int32_t) (b * N + Ni + nv);
+    cus[2 * b + 2] = (int32_t) ((b + 1) * N);
+  }
+  g_autoptr(HvTensor) segs = upload_or_fail (d, sh, error);
+  if (!segs)
+    return FALSE;
+  const HvAttnMask mask = { .seg_q = segs, .seg_k = segs };
+  const HvArenaMark streams_mark = hv_arena_mark (d->arena);
+
   ACT (img, 3, B, Ni, C, 0);
   {
+    HV_ARENA_SCOPE (d->arena);
     ACT (patches, 3, B, Ni, in->in_channels * P, 0);
     if (!patchify (d, patches, x, error))
       return FALSE;
@@ -1354,33 +1547,14 @@ hv_dit_forward (HvDit *d, HvTensor *out, const HvTensor *x, const float *t, cons
     if (!refiner (d, txt, text_states, tfreq, text_mask, error))
       return FALSE;
   } else {
+    HV_ARENA_SCOPE (d->arena);
     ACT (h, 3, B, L, C, 0);
     hv_op_linear (d->b, h, text_states, d->txt_linear.l1.w, d->txt_linear.l1.b);
     hv_op_unary (d->b, h, h, HV_UNARY_SILU);
     hv_op_linear (d->b, txt, h, d->txt_linear.l2.w, d->txt_linear.l2.b);
   }
   g_clear_pointer (&tfreq, hv_tensor_free);
-
-  /* varlen segments: 1 = img + the first n_valid text tokens, 2 = the padded text tokens */
-  HvTensor *sh = hv_tensor_new_4 (HV_DTYPE_I32, 2, B, N, 0, 0);
-  HvTensor *cu = hv_tensor_new_4 (HV_DTYPE_I32, 1, 2 * B + 1, 0, 0, 0);
-  int32_t *seg = sh->data, *cus = cu->data;
-  cus[0] = 0;
-  for (int64_t b = 0; b < B; b++) {
-    int64_t nv = 0;
-    for (int64_t l = 0; l < L; l++)
-      nv += text_mask[b * L + l] != 0;
-    for (int64_t j = 0; j < N; j++)
-      seg[b * N + j] = j < Ni + nv ? 1 : 2;
-    cus[2 * b + 1] = (int32_t) (b * N + Ni + nv);
-    cus[2 * b + 2] = (int32_t) ((b + 1) * N);
-  }
   cap (d, "cu_seqlens", cu);
-  hv_tensor_free (cu);
-  g_autoptr(HvTensor) segs = upload_or_fail (d, sh, error);
-  if (!segs)
-    return FALSE;
-  const HvAttnMask mask = { .seg_q = segs, .seg_k = segs };
 
   hv_op_unary (d->b, vec, vec, HV_UNARY_SILU);   /* every modulation reads SiLU(vec) */
   for (int i = 0; i < in->depth_double; i++) {
@@ -1388,10 +1562,19 @@ hv_dit_forward (HvDit *d, HvTensor *out, const HvTensor *x, const float *t, cons
       return FALSE;
   }
 
-  ACT (xs, 3, B, N, C, 0);
+  /* xs = [img; txt] is made above them, then moved down into their place: the single blocks
+   * run without the dead img and txt underneath (one exact copy of B x N x hidden) */
+  g_autoptr(HvTensor) xs = act (d, error, 3, B, N, C, 0);
+  if (!xs)
+    return FALSE;
   hv_op_concat (d->b, xs, img, txt, 1);
   g_clear_pointer (&img, hv_tensor_free);
   g_clear_pointer (&txt, hv_tensor_free);
+  xs = hv_arena_move_down (d->arena, streams_mark, g_steal_pointer (&xs));
+  if (!xs) {
+    g_set_error (error, HV_ERROR, HV_ERROR_NO_MEMORY, "out of %s memory for the single blocks' input", d->b->name);
+    return FALSE;
+  }
   for (int i = 0; i < in->depth_single; i++) {
     if (!single_block (d, i, xs, vec, &mask, error) || !hv_backend_check (d->b, error))
       return FALSE;
@@ -1404,6 +1587,7 @@ hv_dit_forward (HvDit *d, HvTensor *out, const HvTensor *x, const float *t, cons
   HvTensor shift = chunk (fm, 0), scale = chunk (fm, 1);
   ACT (fo, 3, B, Ni, in->out_channels * P, 0);
   {
+    HV_ARENA_SCOPE (d->arena);
     ACT (xi, 3, B, Ni, C, 0);
     hv_op_slice (d->b, xi, xs, 1, 0);
     g_clear_pointer (&xs, hv_tensor_free);

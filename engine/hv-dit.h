@@ -6,10 +6,14 @@
  * are the released 13B model: 24 heads, rope [16, 56, 56], theta 256.
  *
  * Weights are used in place in their stored dtype (bf16, f16, fp8 with per-tensor scale, f32):
- * on the CPU they stay in the mapped file. Activations are f32 on the backend and freed as soon
- * as a block no longer needs them, so peak memory is the weights plus a few [B, tokens, width]
- * buffers. */
+ * on the CPU they stay in the mapped file. Activations are f32 and come from an arena (one
+ * backend block, hv-arena.h) owned by the DiT, sized from the token count before the first op
+ * and reused by every later forward of that size: no allocation per step. Peak activation memory
+ * (hv_dit_activation_bytes) is, to leading order, 6 x B x (img + text tokens) x hidden x 4 bytes
+ * (a block's input, the normed input, q, k, v, the attention output) plus the MLP chunk buffers
+ * and, for the double blocks, the image rows' normed input. */
 #pragma once
+#include "hv-arena.h"
 #include "hv-backend.h"
 #include "loaders/hv-store.h"
 
@@ -63,6 +67,30 @@ void     hv_dit_set_capture (HvDit *d, HvDitCaptureFunc func, gpointer user_data
 /* The MLPs run over chunks of this many tokens (default 4096; <= 0 restores it): smaller saves
  * memory ([chunk, 4 * hidden] buffers instead of [tokens, 4 * hidden]), larger may be faster. */
 void     hv_dit_set_row_chunk (HvDit *d, int rows);
+
+/* Bytes of the activation arena a forward with batch B, img_tokens Ni = (T/pt)(H/ph)(W/pw) and
+ * text_tokens L needs with the current row chunk and capture setting: the exact peak of its
+ * bump pointer (checked by test-arena). With N = Ni + L, C = hidden, M = MLP width and
+ * r = min(tokens, row chunk) (B x tokens when capturing), in f32 elements, each tensor rounded
+ * up to 256 bytes, the largest phases are
+ *   double block  img + txt (BNC) + attn, q, k, v (4 BNC) + the normed img rows (B Ni C)
+ *                 then, in place of attn..., the MLP chunk: r(C + M + C)
+ *   single block  its input, the normed input, attn, q, k, v: 6 BNC, or in place of q, k, v
+ *                 the MLP chunk r M + r (C + M) + r C
+ * plus a few [B, k C] modulation vectors and, while img + txt become the single blocks' input,
+ * 2 BNC. For long sequences this is 6 x B x N x C x 4 bytes (1.9 GiB at 480x848x65, B = 1).
+ * The forward grows the arena to this size when needed; it never shrinks. */
+gsize    hv_dit_activation_bytes (HvDit *d, int64_t B, int64_t img_tokens, int64_t text_tokens);
+/* on = TRUE (default): activations from the arena. FALSE: each one allocated on its own from
+ * the backend, as without an arena (for comparisons; slower, same results). */
+void     hv_dit_set_arena (HvDit *d, gboolean on);
+/* Gives back the activation arena and the cached RoPE tables (e.g. after the denoise loop, so
+ * that the VAE can use the memory); the next forward makes them again. */
+void     hv_dit_trim_memory (HvDit *d);
+/* The arena's use: capacity, peak, and the fallbacks (tensors that did not fit; 0 when the
+ * sizing is right). */
+void     hv_dit_arena_stats (HvDit *d, HvArenaStats *st);
+void     hv_dit_clear_arena_stats (HvDit *d);
 
 /* One forward pass: out [B, C_out, T, H, W] (f32, on the backend, allocated by the caller) =
  * velocity for x [B, C_in, T, H, W] (f32 on the backend) at timesteps t[B] (0..1000) with

@@ -195,6 +195,7 @@ struct _HvGeneration {
   HvTensor *chunk;          /* u8 [n, H, W, 3] of the current VAE chunk */
   int chunk_pos;
   int frames_out;
+  int frames_decoded;       /* by the VAE so far (frames_out + those waiting in the chunk) */
   gint64 decode_t0;
 };
 
@@ -287,7 +288,7 @@ encode_text (HvGeneration *g, HvTextEmbeds *emb, GError **error)
     free_text (e);       /* their weights go before the DiT's activations come */
   if (!ok)
     return FALSE;
-  if (emb->truncated)
+  if (emb->truncated && !e->tiny)   /* the tiny model's byte ids run out fast; nothing to tell */
     g_message ("hyvideo: the prompt is longer than the text encoders take; its end was cut off");
   progress (g, HV_STAGE_TEXT, 1, 1, 0);
   return TRUE;
@@ -378,6 +379,8 @@ next_chunk (HvGeneration *g, GError **error)
     return FALSE;
   }
   g->chunk = hv_vae_frames_to_u8 (frames, error);
+  if (g->chunk)
+    g->frames_decoded += (int) frames->shape[2];
   return g->chunk != NULL;
 }
 
@@ -419,8 +422,9 @@ hv_generation_next_frame (HvGeneration *g, const guint8 **rgb, int *stride, GErr
     *stride = (int) W * 3;
   g->chunk_pos++;
   g->frames_out++;
-  const double per_frame = (g_get_monotonic_time () - g->decode_t0) / 1e6 / g->frames_out;
-  progress (g, HV_STAGE_DECODE, g->frames_out, g->r.num_frames, per_frame * (g->r.num_frames - g->frames_out));
+  /* frames come in chunks: the rate is the VAE's (frames decoded so far), not the hand-out's */
+  const double per_frame = (g_get_monotonic_time () - g->decode_t0) / 1e6 / g->frames_decoded;
+  progress (g, HV_STAGE_DECODE, g->frames_out, g->r.num_frames, per_frame * (g->r.num_frames - g->frames_decoded));
   return TRUE;
 }
 

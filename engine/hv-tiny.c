@@ -36,7 +36,10 @@ make (Maker *m, const char *name, int ndim, const int64_t *shape)
     for (int i = 1; i < ndim; i++)
       fan_in *= shape[i];
     const gboolean table = strstr (name, "embed_tokens") || strstr (name, "embedding.weight");
-    const float std = table ? 1.0f : (float) (1.0 / sqrt ((double) fan_in));
+    float std = table ? 1.0f : (float) (1.0 / sqrt ((double) fan_in));
+    /* the VAE's last conv at half scale: pixels x / 2 + 0.5 mostly inside [0, 1], not clipped */
+    if (g_str_has_prefix (name, "decoder.conv_out."))
+      std *= 0.5f;
     g_autoptr(HvRng) r = hv_rng_new (HV_RNG_CPU, TINY_SEED + g_str_hash (name));
     hv_rng_randn (r, v, (size_t) n, HV_RNG_F32);
     for (int64_t i = 0; i < n; i++)

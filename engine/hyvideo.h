@@ -19,7 +19,7 @@ typedef struct {
   const char *device;      /* "cpu" (default), "cuda", "cuda:N" */
   const char *dit_weight;  /* optional: DiT file overriding the one found in `model` */
   gboolean fp8;            /* prefer the fp8 DiT checkpoint when the folder has one */
-  gboolean cpu_offload;    /* free the text encoders before the DiT runs, keep weights on host */
+  gboolean cpu_offload;    /* free the text encoders before the DiT runs (reloaded per video) */
   int n_threads;           /* CPU threads, 0 = all cores */
 } HvEngineOptions;
 

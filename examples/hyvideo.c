@@ -5,6 +5,7 @@
 
 static const HvCommand commands[] = {
   { "inspect", "check a model folder or weights file: layout, tensors, dtypes, parameters, problems", hv_cmd_inspect },
+  { "generate", "text to an MP4 file (the flags of the official sample_video.py)", hv_cmd_generate },
   /* further subcommands (generate, ...) are added here */
 };
 

@@ -11,3 +11,4 @@ typedef struct {
 } HvCommand;
 
 int hv_cmd_inspect (int argc, char **argv);
+int hv_cmd_generate (int argc, char **argv);

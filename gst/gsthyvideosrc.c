@@ -16,9 +16,12 @@
  * gst-launch-1.0 hyvideosrc model=/models/HunyuanVideo device=cuda width=1280 height=720 num-frames=129 ! videoconvert ! autovideosink
  * ]|
  *
- * Progress is posted as GST_MESSAGE_PROGRESS and as an element message `hyvideo-progress`
- * (fields: stage, step, total, elapsed, eta); the seed used is posted as `hyvideo-seed`
- * and readable in the `seed-used` property.
+ * Progress is posted as an element message `hyvideo-progress` (fields: stage = text, denoise,
+ * decode or done; step, total, elapsed, eta in seconds, eta < 0 = unknown) for every step and
+ * frame, and as GST_MESSAGE_PROGRESS for the work before the first frame (START when text
+ * encoding begins, CONTINUE per denoising step, COMPLETE when decoding starts; ERROR or
+ * CANCELED when it ends early), so that gst-launch waits for it while prerolling. The seed
+ * used is posted as `hyvideo-seed` (field: seed) and readable in the `seed-used` property.
  */
 #include "gsthyvideosrc.h"
 #include "hv-error.h"
@@ -51,6 +54,7 @@ GST_DEBUG_CATEGORY_STATIC (gst_hyvideo_src_debug);
 enum {
   PROP_0,
   PROP_MODEL,
+  PROP_DIT_WEIGHT,
   PROP_PROMPT,
   PROP_NEGATIVE_PROMPT,
   PROP_WIDTH,
@@ -113,11 +117,13 @@ gst_hyvideo_src_finalize (GObject *object)
 {
   GstHyVideoSrc *self = GST_HYVIDEO_SRC (object);
   g_free (self->model);
+  g_free (self->dit_weight);
   g_free (self->prompt);
   g_free (self->negative_prompt);
   g_free (self->device);
   g_clear_pointer (&self->generation, hv_generation_free);
   g_clear_pointer (&self->engine, hv_engine_free);
+  g_clear_pointer (&self->converter, gst_video_converter_free);
   G_OBJECT_CLASS (gst_hyvideo_src_parent_class)->finalize (object);
 }
 
@@ -155,6 +161,10 @@ gst_hyvideo_src_set_property (GObject *object, guint prop_id, const GValue *valu
   GST_OBJECT_LOCK (self);
   switch (prop_id) {
     case PROP_MODEL: set_string (&self->model, value, DEFAULT_MODEL); break;
+    case PROP_DIT_WEIGHT:
+      g_free (self->dit_weight);
+      self->dit_weight = g_value_dup_string (value);
+      break;
     case PROP_PROMPT: set_string (&self->prompt, value, ""); break;
     case PROP_NEGATIVE_PROMPT: set_string (&self->negative_prompt, value, ""); break;
     case PROP_WIDTH: self->width = g_value_get_int (value); break;
@@ -188,6 +198,7 @@ gst_hyvideo_src_get_property (GObject *object, guint prop_id, GValue *value, GPa
   GST_OBJECT_LOCK (self);
   switch (prop_id) {
     case PROP_MODEL: g_value_set_string (value, self->model); break;
+    case PROP_DIT_WEIGHT: g_value_set_string (value, self->dit_weight); break;
     case PROP_PROMPT: g_value_set_string (value, self->prompt); break;
     case PROP_NEGATIVE_PROMPT: g_value_set_string (value, self->negative_prompt); break;
     case PROP_WIDTH: g_value_set_int (value, self->width); break;
@@ -253,6 +264,7 @@ gst_hyvideo_src_start (GstBaseSrc *bsrc)
   GST_OBJECT_LOCK (self);
   g_autofree char *model = g_strdup (self->model);
   g_autofree char *device = g_strdup (self->device);
+  g_autofree char *dit_weight = g_strdup (self->dit_weight);
   opts.fp8 = self->fp8;
   opts.cpu_offload = self->cpu_offload;
   opts.n_threads = self->threads;
@@ -276,6 +288,7 @@ gst_hyvideo_src_start (GstBaseSrc *bsrc)
 
   opts.model = model;
   opts.device = device;
+  opts.dit_weight = dit_weight;
   GST_INFO_OBJECT (self, "loading model '%s' on %s", model, device);
   self->engine = hv_engine_new (&opts, &err);
   if (!self->engine) {
@@ -297,6 +310,7 @@ gst_hyvideo_src_start (GstBaseSrc *bsrc)
   self->info.fps_n = fps_n;
   self->info.fps_d = fps_d;
   self->n_frames_out = 0;
+  self->progress_open = FALSE;
   g_atomic_int_set (&self->cancel, 0);
   GST_INFO_OBJECT (self, "ready: %dx%d, %d frames, %d steps", r->width, r->height, r->num_frames, r->infer_steps);
   return TRUE;
@@ -308,6 +322,7 @@ gst_hyvideo_src_stop (GstBaseSrc *bsrc)
   GstHyVideoSrc *self = GST_HYVIDEO_SRC (bsrc);
   g_clear_pointer (&self->generation, hv_generation_free);
   g_clear_pointer (&self->engine, hv_engine_free);
+  g_clear_pointer (&self->converter, gst_video_converter_free);
   return TRUE;
 }
 
@@ -354,6 +369,7 @@ gst_hyvideo_src_set_caps (GstBaseSrc *bsrc, GstCaps *caps)
     return FALSE;
   }
   self->info = info;
+  g_clear_pointer (&self->converter, gst_video_converter_free);
   return TRUE;
 }
 
@@ -374,21 +390,46 @@ gst_hyvideo_src_query (GstBaseSrc *bsrc, GstQuery *query)
   return GST_BASE_SRC_CLASS (gst_hyvideo_src_parent_class)->query (bsrc, query);
 }
 
+static void
+post_progress (GstHyVideoSrc *self, GstProgressType type, const char *code, const char *text)
+{
+  GstMessage *m = gst_message_new_progress (GST_OBJECT (self), type, code, text);
+  gst_element_post_message (GST_ELEMENT (self), m);
+}
+
+/* Ends an open GST_MESSAGE_PROGRESS (error or cancel before decoding started). */
+static void
+close_progress (GstHyVideoSrc *self, GstProgressType type, const char *text)
+{
+  if (!self->progress_open)
+    return;
+  self->progress_open = FALSE;
+  post_progress (self, type, "generate", text);
+}
+
 /* Called from the engine in the streaming thread. */
 static void
 on_progress (const HvProgress *p, gpointer user_data)
 {
   GstHyVideoSrc *self = user_data;
-  GstProgressType type = GST_PROGRESS_TYPE_CONTINUE;
-  if (p->stage == HV_STAGE_TEXT && p->step == 0)
-    type = GST_PROGRESS_TYPE_START;
-  else if (p->stage == HV_STAGE_DONE)
-    type = GST_PROGRESS_TYPE_COMPLETE;
   g_autofree char *text = g_strdup_printf ("%s %d/%d (%.1f s, eta %.1f s)", hv_stage_name (p->stage),
                                            p->step, p->total, p->elapsed, p->eta);
-  GstMessage *m = gst_message_new_progress (GST_OBJECT (self), type, hv_stage_name (p->stage), text);
-  gst_message_set_seqnum (m, gst_util_seqnum_next ());
-  gst_element_post_message (GST_ELEMENT (self), m);
+  /* GST_MESSAGE_PROGRESS covers the work before the first frame (text encoders and denoising),
+   * and completes when decoding starts: applications such as gst-launch keep a pipeline in
+   * PAUSED until an open progress completes, and the first frame is what prerolls it. Frames
+   * and the end are reported by the hyvideo-progress element message only. */
+  if (p->stage == HV_STAGE_TEXT || p->stage == HV_STAGE_DENOISE ||
+      (p->stage == HV_STAGE_DECODE && p->step == 0)) {
+    GstProgressType type = GST_PROGRESS_TYPE_CONTINUE;
+    if (p->stage == HV_STAGE_TEXT && p->step == 0) {
+      type = GST_PROGRESS_TYPE_START;
+      self->progress_open = TRUE;
+    } else if (p->stage == HV_STAGE_DECODE) {
+      type = GST_PROGRESS_TYPE_COMPLETE;
+      self->progress_open = FALSE;
+    }
+    post_progress (self, type, hv_stage_name (p->stage), text);
+  }
   GstStructure *s = gst_structure_new ("hyvideo-progress",
       "stage", G_TYPE_STRING, hv_stage_name (p->stage),
       "step", G_TYPE_INT, p->step,
@@ -417,13 +458,18 @@ start_generation (GstHyVideoSrc *self)
   return GST_FLOW_OK;
 }
 
-/* Copies (or converts) one RGB24 frame into the negotiated format. */
+/* Copies (or converts) one RGB24 frame into the negotiated format. The converter is made for
+ * the first frame after a caps change and kept. */
 static gboolean
 fill_buffer (GstHyVideoSrc *self, GstBuffer *buf, const guint8 *rgb, int stride)
 {
   GstVideoInfo rgb_info;
   GstVideoFrame in, out;
   gst_video_info_set_format (&rgb_info, GST_VIDEO_FORMAT_RGB, self->info.width, self->info.height);
+  rgb_info.fps_n = self->info.fps_n;        /* the converter insists on equal rates */
+  rgb_info.fps_d = self->info.fps_d;
+  rgb_info.par_n = self->info.par_n;
+  rgb_info.par_d = self->info.par_d;
   rgb_info.stride[0] = stride;
   rgb_info.size = (gsize) stride * self->info.height;
   g_autoptr(GstBuffer) inbuf = gst_buffer_new_wrapped_full (GST_MEMORY_FLAG_READONLY, (gpointer) rgb,
@@ -438,13 +484,12 @@ fill_buffer (GstHyVideoSrc *self, GstBuffer *buf, const guint8 *rgb, int stride)
   if (GST_VIDEO_INFO_FORMAT (&self->info) == GST_VIDEO_FORMAT_RGB) {
     ok = gst_video_frame_copy (&out, &in);
   } else {
-    GstVideoConverter *conv = gst_video_converter_new (&rgb_info, &self->info, NULL);
-    if (conv) {
-      gst_video_converter_frame (conv, &in, &out);
-      gst_video_converter_free (conv);
-    } else {
+    if (!self->converter)
+      self->converter = gst_video_converter_new (&rgb_info, &self->info, NULL);
+    if (self->converter)
+      gst_video_converter_frame (self->converter, &in, &out);
+    else
       ok = FALSE;
-    }
   }
   gst_video_frame_unmap (&out);
   gst_video_frame_unmap (&in);
@@ -471,9 +516,11 @@ gst_hyvideo_src_create (GstPushSrc *psrc, GstBuffer **outbuf)
     }
     if (g_error_matches (err, HV_ERROR, HV_ERROR_CANCELLED)) {
       GST_DEBUG_OBJECT (self, "generation cancelled");
+      close_progress (self, GST_PROGRESS_TYPE_CANCELED, "cancelled");
       g_clear_pointer (&self->generation, hv_generation_free);
       return GST_FLOW_FLUSHING;
     }
+    close_progress (self, GST_PROGRESS_TYPE_ERROR, err->message);
     post_engine_error (self, err, "generating");
     return GST_FLOW_ERROR;
   }
@@ -498,6 +545,13 @@ gst_hyvideo_src_create (GstPushSrc *psrc, GstBuffer **outbuf)
   self->n_frames_out++;
   *outbuf = buf;
   return GST_FLOW_OK;
+}
+
+/* A generation runs from its first frame to its last: no seeking. */
+static gboolean
+gst_hyvideo_src_is_seekable (GstBaseSrc *bsrc)
+{
+  return FALSE;
 }
 
 /* unlock: raise the cancel flag; the engine checks it between denoise steps and between VAE
@@ -536,14 +590,19 @@ gst_hyvideo_src_class_init (GstHyVideoSrcClass *klass)
 
   g_object_class_install_property (gobject_class, PROP_MODEL,
       g_param_spec_string ("model", "Model",
-          "Model to run: a HunyuanVideo folder (official or diffusers layout) or a single DiT "
-          "file (.pt / .safetensors), or \"tiny\" for the built-in tiny model (random weights, "
-          "abstract texture; runs anywhere)", DEFAULT_MODEL, rw));
+          "Model to run: a HunyuanVideo folder (the official ckpts/ layout or a diffusers folder; "
+          "a single transformer file goes in dit-weight), or \"tiny\" for the built-in tiny model "
+          "(random weights, abstract texture; runs anywhere)", DEFAULT_MODEL, rw));
+  g_object_class_install_property (gobject_class, PROP_DIT_WEIGHT,
+      g_param_spec_string ("dit-weight", "DiT weights",
+          "Transformer weights file used instead of the one found in `model` (a folder), like "
+          "sample_video.py's --dit-weight; NULL = the folder's own", NULL, rw));
   g_object_class_install_property (gobject_class, PROP_PROMPT,
       g_param_spec_string ("prompt", "Prompt", "Text describing the video", DEFAULT_PROMPT, rw));
   g_object_class_install_property (gobject_class, PROP_NEGATIVE_PROMPT,
       g_param_spec_string ("negative-prompt", "Negative prompt",
-          "What to steer away from; used only when cfg-scale > 1", DEFAULT_NEGATIVE_PROMPT, rw));
+          "What to steer away from; used only when cfg-scale > 1 (empty: the official default "
+          "negative prompt)", DEFAULT_NEGATIVE_PROMPT, rw));
   g_object_class_install_property (gobject_class, PROP_WIDTH,
       g_param_spec_int ("width", "Width",
           "Frame width in pixels, a multiple of 16 (0 = the model's default: 1280, tiny: 128)",
@@ -598,7 +657,8 @@ gst_hyvideo_src_class_init (GstHyVideoSrcClass *klass)
       g_param_spec_string ("device", "Device", "Where to run: cpu, cuda or cuda:N", DEFAULT_DEVICE, rw));
   g_object_class_install_property (gobject_class, PROP_CPU_OFFLOAD,
       g_param_spec_boolean ("cpu-offload", "CPU offload",
-          "Free the text encoders before the transformer runs and keep weights in host memory",
+          "Free the text encoders once the prompt is encoded, before the transformer runs (they "
+          "are loaded again for the next video): less peak memory",
           DEFAULT_CPU_OFFLOAD, rw));
   g_object_class_install_property (gobject_class, PROP_FP8,
       g_param_spec_boolean ("fp8", "fp8", "Use the fp8 transformer checkpoint (*_fp8.pt + map) when present",
@@ -616,6 +676,7 @@ gst_hyvideo_src_class_init (GstHyVideoSrcClass *klass)
   bsrc_class->get_caps = GST_DEBUG_FUNCPTR (gst_hyvideo_src_get_caps);
   bsrc_class->set_caps = GST_DEBUG_FUNCPTR (gst_hyvideo_src_set_caps);
   bsrc_class->query = GST_DEBUG_FUNCPTR (gst_hyvideo_src_query);
+  bsrc_class->is_seekable = GST_DEBUG_FUNCPTR (gst_hyvideo_src_is_seekable);
   bsrc_class->unlock = GST_DEBUG_FUNCPTR (gst_hyvideo_src_unlock);
   bsrc_class->unlock_stop = GST_DEBUG_FUNCPTR (gst_hyvideo_src_unlock_stop);
   psrc_class->create = GST_DEBUG_FUNCPTR (gst_hyvideo_src_create);

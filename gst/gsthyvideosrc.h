@@ -15,6 +15,7 @@ struct _GstHyVideoSrc {
 
   /* properties (guarded by the object lock; changed in READY or lower only) */
   gchar *model;
+  gchar *dit_weight;
   gchar *prompt;
   gchar *negative_prompt;
   gint width, height;
@@ -39,9 +40,11 @@ struct _GstHyVideoSrc {
   HvGeneration *generation;   /* created on the first create() */
   gint64 seed_used;
   GstVideoInfo info;
+  GstVideoConverter *converter;   /* RGB → the negotiated format, when that is not RGB */
   guint64 n_frames_out;
   volatile gint cancel;       /* raised by unlock() */
   GstClockTime started;
+  gboolean progress_open;     /* a GST_MESSAGE_PROGRESS START has not been completed yet */
 };
 
 G_END_DECLS

@@ -17,6 +17,8 @@ typedef struct {
 
 static Ctx ctx;
 
+static HvTensor *make_latents (int T, int h, int w, guint32 seed);
+
 typedef struct {
   HvTensor *video;          /* [1, 3, T, H, W], filled frame by frame */
   int n;                    /* frames received */
@@ -125,6 +127,14 @@ test_exact_stream_no_cache (void)
   hv_vae_set_stream_cache (ctx.vae, 32 * 3 * 8 * 16 * 4);
   check_stream_equals_whole (ctx.short_latents, NULL);
   hv_vae_set_stream_cache (ctx.vae, (gsize) 1 << 30);
+}
+
+static void
+test_single_frame (void)
+{
+  /* one latent frame = one image: the upsamplers' first-frame rule alone */
+  g_autoptr(HvTensor) z = make_latents (1, 2, 3, 9);
+  check_stream_equals_whole (z, NULL);
 }
 
 static void
@@ -332,6 +342,7 @@ main (int argc, char **argv)
   g_test_add_func ("/vae/stream/exact", test_exact_stream);
   g_test_add_func ("/vae/stream/exact-no-cache", test_exact_stream_no_cache);
   g_test_add_func ("/vae/stream/tiled", test_tiled_stream);
+  g_test_add_func ("/vae/stream/single-frame", test_single_frame);
   g_test_add_func ("/vae/tiling/validate", test_tiling_validate);
   g_test_add_func ("/vae/bad-input", test_bad_input);
   g_test_add_func ("/vae/load/diffusers-folder", test_diffusers_folder);
