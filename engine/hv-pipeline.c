@@ -151,12 +151,12 @@ hv_engine_new (const HvEngineOptions *o, GError **error)
     return NULL;
   HvEngineOptions opts = *o;
   opts.model = model;
-  if (e->tiny ? !load_tiny (e, error) : !load_real (e, &opts, error))
-    return NULL;
   if (e->tiny && o->dit_weight && *o->dit_weight) {
     g_set_error (error, HV_ERROR, HV_ERROR_INVALID, "dit-weight needs a real model folder, not the tiny model");
     return NULL;
   }
+  if (e->tiny ? !load_tiny (e, error) : !load_real (e, &opts, error))
+    return NULL;
   /* with cpu_offload the encoders are made per generation and freed before the DiT runs */
   if (!e->cpu_offload && !load_text (e, error))
     return NULL;
