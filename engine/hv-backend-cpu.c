@@ -251,12 +251,8 @@ cvt_run (float *restrict dst, const void *src, HvDType dt, int64_t off, int64_t 
     }
     case HV_DTYPE_BF16: {
       const uint16_t *s = (const uint16_t *) src + off;
-      for (int64_t i = 0; i < n; i++) {
-        uint32_t u = (uint32_t) s[i] << 16;
-        float f;
-        memcpy (&f, &u, 4);
-        dst[i] = f;
-      }
+      for (int64_t i = 0; i < n; i++)
+        dst[i] = hv_f32_from_bits ((uint32_t) s[i] << 16);   /* inline hv_bf16_to_f32 */
       break;
     }
     case HV_DTYPE_F16: {

@@ -50,22 +50,6 @@ struct _HvRng {
 
 /* ---- small float helpers -------------------------------------------------------------- */
 
-static inline uint32_t
-f2u (float f)
-{
-  uint32_t u;
-  memcpy (&u, &f, 4);
-  return u;
-}
-
-static inline float
-u2f (uint32_t u)
-{
-  float f;
-  memcpy (&f, &u, 4);
-  return f;
-}
-
 /* Rounds an f32 value to the output dtype (round to nearest even) and back. */
 static inline float
 round_to (float x, HvRngDType dt)
@@ -171,9 +155,9 @@ avx_logf (float x)
   gboolean invalid = !(x > 0.0f);   /* _CMP_LE_OS, NaN counts as invalid too */
   if (!(x >= FLT_MIN))
     x = FLT_MIN;                    /* max_ps(x, min_norm_pos) keeps the second operand on NaN */
-  uint32_t bits = f2u (x);
+  uint32_t bits = hv_f32_bits (x);
   int32_t imm0 = (int32_t) (bits >> 23);
-  float m = u2f ((bits & ~0x7f800000u) | f2u (0.5f));
+  float m = hv_f32_from_bits ((bits & ~0x7f800000u) | hv_f32_bits (0.5f));
   imm0 -= 0x7f;
   float e = (float) imm0;
   e = e + 1.0f;
@@ -197,14 +181,14 @@ avx_logf (float x)
   y = fmaf (-z, 0.5f, y);
   m = m + y;
   m = fmaf (e, (float) 0.693359375, m);
-  return invalid ? u2f (0x7fc00000u) : m;
+  return invalid ? hv_f32_from_bits (0x7fc00000u) : m;
 }
 
 static void
 avx_sincosf (float x, float *s, float *c)
 {
-  uint32_t sign_sin = f2u (x) & 0x80000000u;
-  x = u2f (f2u (x) & 0x7fffffffu);
+  uint32_t sign_sin = hv_f32_bits (x) & 0x80000000u;
+  x = hv_f32_from_bits (hv_f32_bits (x) & 0x7fffffffu);
   float y = x * (float) 1.27323954473516;
   int32_t j = (int32_t) y;          /* cvttps: truncation */
   j = (j + 1) & ~1;
@@ -235,8 +219,8 @@ avx_sincosf (float x, float *s, float *c)
   yc = yc - ysin1;
   float vs = ysin1 + ysin2;
   float vc = yc + ys;
-  *s = u2f (f2u (vs) ^ sign_sin);
-  *c = u2f (f2u (vc) ^ sign_cos);
+  *s = hv_f32_from_bits (hv_f32_bits (vs) ^ sign_sin);
+  *c = hv_f32_from_bits (hv_f32_bits (vc) ^ sign_cos);
 }
 
 /* ---- CPU randn / rand -------------------------------------------------------------------- */
@@ -401,8 +385,8 @@ cuda_logf (float a)
     a = a * 8388608.0f;
     i = -23.0f;
   }
-  int32_t e = (int32_t) ((f2u (a) - f2u (0.666666667f)) & 0xff800000u);
-  float m = u2f (f2u (a) - (uint32_t) e);
+  int32_t e = (int32_t) ((hv_f32_bits (a) - hv_f32_bits (0.666666667f)) & 0xff800000u);
+  float m = hv_f32_from_bits (hv_f32_bits (a) - (uint32_t) e);
   i = fmaf ((float) e, 1.19209290e-7f, i);
   float f = m - 1.0f;
   float s = f * f;
@@ -421,7 +405,7 @@ cuda_logf (float a)
   if (!(a > 0.0f && a <= 3.40282347e+38f)) {
     r = a + a;
     if (a < 0.0f)
-      r = u2f (0x7fc00000u);
+      r = hv_f32_from_bits (0x7fc00000u);
     if (a == 0.0f)
       r = -INFINITY;
   }

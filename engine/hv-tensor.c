@@ -65,26 +65,10 @@ hv_dtype_from_torch_storage (const char *name, HvDType *out)
 
 /* ---- scalar conversions ---------------------------------------------------------------- */
 
-static inline float
-bits_to_f32 (uint32_t u)
-{
-  float f;
-  memcpy (&f, &u, 4);
-  return f;
-}
-
-static inline uint32_t
-f32_to_bits (float f)
-{
-  uint32_t u;
-  memcpy (&u, &f, 4);
-  return u;
-}
-
 float
 hv_bf16_to_f32 (uint16_t v)
 {
-  return bits_to_f32 ((uint32_t) v << 16);
+  return hv_f32_from_bits ((uint32_t) v << 16);
 }
 
 float
@@ -94,15 +78,15 @@ hv_f16_to_f32 (uint16_t h)
   uint32_t exp = (h >> 10) & 0x1f;
   uint32_t man = h & 0x3ff;
   if (exp == 0x1f)                       /* inf / nan */
-    return bits_to_f32 (sign | 0x7f800000u | (man << 13));
+    return hv_f32_from_bits (sign | 0x7f800000u | (man << 13));
   if (exp == 0) {
     if (man == 0)
-      return bits_to_f32 (sign);
+      return hv_f32_from_bits (sign);
     /* subnormal: value = man * 2^-24, exact in f32 */
     float f = (float) man * 0x1p-24f;
     return sign ? -f : f;
   }
-  return bits_to_f32 (sign | ((exp + 112) << 23) | (man << 13));
+  return hv_f32_from_bits (sign | ((exp + 112) << 23) | (man << 13));
 }
 
 float
@@ -130,7 +114,7 @@ hv_f8_e5m2_to_f32 (uint8_t v)
 uint16_t
 hv_f32_to_bf16 (float f)
 {
-  uint32_t u = f32_to_bits (f);
+  uint32_t u = hv_f32_bits (f);
   if ((u & 0x7fffffffu) > 0x7f800000u)   /* NaN: keep quiet NaN */
     return (uint16_t) ((u >> 16) | 0x40);
   u += 0x7fffu + ((u >> 16) & 1);        /* round to nearest even */
@@ -140,7 +124,7 @@ hv_f32_to_bf16 (float f)
 uint16_t
 hv_f32_to_f16 (float f)
 {
-  uint32_t u = f32_to_bits (f);
+  uint32_t u = hv_f32_bits (f);
   uint16_t sign = (u >> 16) & 0x8000;
   uint32_t a = u & 0x7fffffffu;
   if (a > 0x7f800000u)
@@ -148,7 +132,7 @@ hv_f32_to_f16 (float f)
   if (a >= 0x477ff000u)                  /* rounds to >= 65520: inf */
     return sign | 0x7c00;
   if (a < 0x38800000u) {                 /* below the smallest normal: subnormal or zero */
-    float af = bits_to_f32 (a);
+    float af = hv_f32_from_bits (a);
     /* value / 2^-24, rounded to nearest even by the FPU (default rounding mode) */
     float q = nearbyintf (af * 0x1p24f);
     return sign | (uint16_t) q;

@@ -8,6 +8,7 @@
 #include <glib.h>
 #include <stdint.h>
 #include <stddef.h>
+#include <string.h>
 
 G_BEGIN_DECLS
 
@@ -48,6 +49,24 @@ gboolean     hv_dtype_is_float (HvDType dt);
 /* safetensors names ("F32","BF16","F8_E4M3",...) and torch storage names ("BFloat16Storage"...) */
 gboolean     hv_dtype_from_safetensors (const char *name, HvDType *out);
 gboolean     hv_dtype_from_torch_storage (const char *name, HvDType *out);
+
+/* The IEEE-754 bits of an f32 and back (memcpy: no aliasing trouble, compiles to a move).
+ * Shared by the conversions below and by code that must match torch bit for bit (hv-rng). */
+static inline uint32_t
+hv_f32_bits (float f)
+{
+  uint32_t u;
+  memcpy (&u, &f, 4);
+  return u;
+}
+
+static inline float
+hv_f32_from_bits (uint32_t u)
+{
+  float f;
+  memcpy (&f, &u, 4);
+  return f;
+}
 
 /* exact scalar conversions */
 float    hv_bf16_to_f32 (uint16_t v);

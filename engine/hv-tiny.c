@@ -313,22 +313,6 @@ hv_tiny_text_new (HvBackend *b, GError **error)
   return g_steal_pointer (&t);
 }
 
-/* Python's str.strip() (Unicode whitespace), as upstream applies to prompts. */
-static char *
-strip (const char *s)
-{
-  const char *b = s, *e = s + strlen (s);
-  while (*b && g_unichar_isspace (g_utf8_get_char (b)))
-    b = g_utf8_next_char (b);
-  while (e > b) {
-    const char *p = g_utf8_find_prev_char (b, e);
-    if (!p || !g_unichar_isspace (g_utf8_get_char (p)))
-      break;
-    e = p;
-  }
-  return g_strndup (b, (gsize) (e - b));
-}
-
 gboolean
 hv_tiny_text_encode (HvTinyText *t, const char *prompt, const char *negative_prompt,
                      HvPromptTemplate tmpl, HvTextEmbeds *out, GError **error)
@@ -341,53 +325,16 @@ hv_tiny_text_encode (HvTinyText *t, const char *prompt, const char *negative_pro
     return FALSE;
   }
   const char *texts[2];
-  int B = 0;
-  if (negative_prompt)
-    texts[B++] = negative_prompt;
-  texts[B++] = prompt;
+  const int B = hv_text_batch (prompt, negative_prompt, texts);
 
   g_autoptr(HvTokenized) l0 = NULL, l1 = NULL, c0 = NULL, c1 = NULL;
   HvTokenized **lt[2] = { &l0, &l1 }, **ct[2] = { &c0, &c1 };
   for (int b = 0; b < B; b++) {
-    g_autofree char *text = strip (texts[b]);
+    g_autofree char *text = hv_text_strip (texts[b]);
     if (!(*lt[b] = hv_byte_llama_tokens (text, tmpl, HV_TINY_TEXT_LEN, error)) ||
         !(*ct[b] = hv_byte_clip_tokens (text, HV_PROMPT_CLIP_LEN, error)))
       return FALSE;
   }
-  const int L = l0->n, crop = l0->crop_start, Lc = c0->n;
-  g_autofree int32_t *ids = g_new (int32_t, (gsize) B * L);
-  g_autofree int32_t *mask = g_new (int32_t, (gsize) B * L);
-  g_autofree int32_t *cids = g_new (int32_t, (gsize) B * Lc);
-  g_autofree int32_t *cmask = g_new (int32_t, (gsize) B * Lc);
-  for (int b = 0; b < B; b++) {
-    const HvTokenized *l = *lt[b], *c = *ct[b];
-    if (l->n != L || l->crop_start != crop || c->n != Lc) {
-      g_set_error (error, HV_ERROR, HV_ERROR_FAILED, "token batches of different lengths");
-      return FALSE;
-    }
-    for (int i = 0; i < L; i++) {
-      ids[b * L + i] = (int32_t) l->ids[i];
-      mask[b * L + i] = (int32_t) l->mask[i];
-    }
-    for (int i = 0; i < Lc; i++) {
-      cids[b * Lc + i] = (int32_t) c->ids[i];
-      cmask[b * Lc + i] = (int32_t) c->mask[i];
-    }
-    out->truncated |= hv_tokenized_truncated (l) || hv_tokenized_truncated (c);
-  }
-  g_autoptr(HvTensor) states = hv_llama_encode (t->llama, ids, mask, B, L, HV_TEXT_SKIP_LAYER, crop, error);
-  if (!states)
-    return FALSE;
-  HvTensor *pooled = hv_clip_forward (t->clip, cids, cmask, B, Lc, NULL, NULL, NULL, NULL, error);
-  if (!pooled)
-    return FALSE;
-  out->text_states = g_steal_pointer (&states);
-  out->text_states_2 = pooled;
-  out->batch = B;
-  out->length = L - crop;
-  out->text_mask = g_new (int32_t, (gsize) B * out->length);
-  for (int b = 0; b < B; b++)
-    memcpy (out->text_mask + (gsize) b * out->length, mask + (gsize) b * L + crop,
-            (gsize) out->length * sizeof (int32_t));
-  return TRUE;
+  const HvTokenized *ltok[2] = { l0, l1 }, *ctok[2] = { c0, c1 };
+  return hv_text_encode_tokens (t->llama, t->clip, ltok, ctok, B, out, error);
 }

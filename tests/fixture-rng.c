@@ -149,13 +149,8 @@ run_tensor (HvFixture *fx, const char *name, GError **error)
   g_autofree float *ours = draw (fx, &c, n, dt, first);
   g_autoptr(HvTensor) e = hv_tensor_to_f32 (exp);
   const float *ev = e->data;
-  size_t n_diff = 0;
-  double max_err = 0;
-  for (size_t i = 0; i < n; i++) {
-    if (ours[i] != ev[i])
-      n_diff++;
-    max_err = MAX (max_err, fabs ((double) ours[i] - ev[i]));
-  }
+  double max_err;
+  size_t n_diff = hv_fixture_count_diff (ours, ev, n, &max_err);
   g_autofree char *label = g_strdup_printf ("%s[bit-exact]", name);
   if (c.kind == HV_RNG_CPU) {
     hv_fixture_compare_f32 (fx, name, exp, ours, n);
@@ -194,12 +189,10 @@ run_tensor (HvFixture *fx, const char *name, GError **error)
 gboolean
 hv_fixture_run_rng (HvFixture *fx, GError **error)
 {
-  if (!fx->tensors) {
-    g_set_error (error, HV_ERROR, HV_ERROR_NOT_FOUND, "rng fixture %s names no tensor file", fx->name);
+  guint n;
+  const char **names = hv_fixture_tensor_names (fx, "rng", &n, error);
+  if (!names)
     return FALSE;
-  }
-  const char **names = hv_store_names (fx->tensors);
-  guint n = hv_store_n_tensors (fx->tensors);
   if (n == 0) {
     g_set_error (error, HV_ERROR, HV_ERROR_CORRUPT, "rng fixture %s has no tensors", fx->name);
     return FALSE;

@@ -46,14 +46,8 @@ compare_exact (HvFixture *fx, const char *label, const HvTensor *exp, const floa
   size_t ne = (size_t) hv_tensor_numel (e);
   if (ne != n)
     return hv_fixture_check (fx, label, FALSE, "size %zu, expected %zu", n, ne);
-  const float *ev = e->data;
-  size_t n_diff = 0;
-  double max_err = 0;
-  for (size_t i = 0; i < n; i++) {
-    if (ours[i] != ev[i])
-      n_diff++;
-    max_err = MAX (max_err, fabs ((double) ours[i] - ev[i]));
-  }
+  double max_err;
+  size_t n_diff = hv_fixture_count_diff (ours, e->data, n, &max_err);
   return hv_fixture_check (fx, label, n_diff == 0, "%zu of %zu values differ, max_abs=%.3g", n_diff, n, max_err);
 }
 
@@ -172,12 +166,10 @@ run_json_cases (HvFixture *fx, GError **error)
 gboolean
 hv_fixture_run_scheduler (HvFixture *fx, GError **error)
 {
-  if (!fx->tensors) {
-    g_set_error (error, HV_ERROR, HV_ERROR_NOT_FOUND, "scheduler fixture %s names no tensor file", fx->name);
+  guint n;
+  const char **names = hv_fixture_tensor_names (fx, "scheduler", &n, error);
+  if (!names)
     return FALSE;
-  }
-  const char **names = hv_store_names (fx->tensors);
-  guint n = hv_store_n_tensors (fx->tensors);
   for (guint i = 0; i < n; i++) {
     const char *name = names[i];
     gboolean ok = TRUE;

@@ -56,6 +56,22 @@ ids_i32 (HvFixture *fx, const char *name, int *B, int *L, GError **error)
   return out;
 }
 
+/* input_ids and attention_mask [B, L] (both encoder kinds take them); FALSE when either is
+ * missing or their shapes differ. */
+static gboolean
+ids_and_mask (HvFixture *fx, int32_t **ids, int32_t **mask, int *B, int *L, GError **error)
+{
+  int Bm, Lm;
+  if (!(*ids = ids_i32 (fx, "input_ids", B, L, error)) ||
+      !(*mask = ids_i32 (fx, "attention_mask", &Bm, &Lm, error)))
+    return FALSE;
+  if (Bm != *B || Lm != *L) {
+    g_set_error (error, HV_ERROR, HV_ERROR_SHAPE, "attention_mask shape differs from input_ids");
+    return FALSE;
+  }
+  return TRUE;
+}
+
 static gint64
 config_int (HvFixture *fx, const char *key, gint64 def)
 {
@@ -134,17 +150,10 @@ llama_one_layout (HvFixture *fx, const char *path, const char *layout, const int
 gboolean
 hv_fixture_run_llama_encode (HvFixture *fx, GError **error)
 {
-  int B, L, Bm, Lm;
-  g_autofree int32_t *ids = ids_i32 (fx, "input_ids", &B, &L, error);
-  if (!ids)
+  int B, L;
+  g_autofree int32_t *ids = NULL, *mask = NULL;
+  if (!ids_and_mask (fx, &ids, &mask, &B, &L, error))
     return FALSE;
-  g_autofree int32_t *mask = ids_i32 (fx, "attention_mask", &Bm, &Lm, error);
-  if (!mask)
-    return FALSE;
-  if (Bm != B || Lm != L) {
-    g_set_error (error, HV_ERROR, HV_ERROR_SHAPE, "attention_mask shape differs from input_ids");
-    return FALSE;
-  }
   if (fx->weights)
     return llama_one_layout (fx, fx->weights, "weights", ids, mask, B, L, error);
   static const char *const layouts[] = { "text_encoder", "text_encoder_llamamodel" };
@@ -179,17 +188,10 @@ clip_hidden (int index, const HvTensor *hidden, gpointer user_data)
 gboolean
 hv_fixture_run_clip_encode (HvFixture *fx, GError **error)
 {
-  int B, L, Bm, Lm;
-  g_autofree int32_t *ids = ids_i32 (fx, "input_ids", &B, &L, error);
-  if (!ids)
+  int B, L;
+  g_autofree int32_t *ids = NULL, *mask = NULL;
+  if (!ids_and_mask (fx, &ids, &mask, &B, &L, error))
     return FALSE;
-  g_autofree int32_t *mask = ids_i32 (fx, "attention_mask", &Bm, &Lm, error);
-  if (!mask)
-    return FALSE;
-  if (Bm != B || Lm != L) {
-    g_set_error (error, HV_ERROR, HV_ERROR_SHAPE, "attention_mask shape differs from input_ids");
-    return FALSE;
-  }
   g_autofree char *path = fx->weights ? g_strdup (fx->weights) : hv_fixture_path (fx, "text_encoder_2");
   g_autoptr(HvClip) clip = hv_clip_new (path, fx->backend, error);
   if (!clip)

@@ -42,22 +42,7 @@ member_object (JsonObject *o, const char *name)
   return n && JSON_NODE_HOLDS_OBJECT (n) ? json_node_get_object (n) : NULL;
 }
 
-/* Compares expected member `field` of `o` with ours (gint32 or int64 source). */
-static void
-compare_i32 (HvFixture *fx, const char *label, JsonObject *o, const char *field,
-             const gint32 *ours, gsize n)
-{
-  g_autoptr(GArray) exp = json_ints (o, field);
-  if (!exp) {
-    hv_fixture_check (fx, label, FALSE, "the fixture has no '%s'", field);
-    return;
-  }
-  g_autofree int64_t *o64 = g_new (int64_t, MAX (n, 1));
-  for (gsize i = 0; i < n; i++)
-    o64[i] = ours[i];
-  hv_fixture_compare_ints (fx, label, (const int64_t *) exp->data, exp->len, o64, n);
-}
-
+/* Compares expected member `field` of `o` with ours (int64 or gint32 source). */
 static void
 compare_i64 (HvFixture *fx, const char *label, JsonObject *o, const char *field,
              const int64_t *ours, gsize n)
@@ -68,6 +53,16 @@ compare_i64 (HvFixture *fx, const char *label, JsonObject *o, const char *field,
     return;
   }
   hv_fixture_compare_ints (fx, label, (const int64_t *) exp->data, exp->len, ours, n);
+}
+
+static void
+compare_i32 (HvFixture *fx, const char *label, JsonObject *o, const char *field,
+             const gint32 *ours, gsize n)
+{
+  g_autofree int64_t *o64 = g_new (int64_t, MAX (n, 1));
+  for (gsize i = 0; i < n; i++)
+    o64[i] = ours[i];
+  compare_i64 (fx, label, o, field, o64, n);
 }
 
 /* The mask the fixture describes by its sum: `sum` ones then zeros. */
@@ -90,6 +85,17 @@ typedef struct {
   gint64 n_tokens;          /* ids produced, for the speed line */
   gint64 encode_us;
 } Ctx;
+
+/* Case i of the sidecar's list, or NULL (with a FAIL line) when it is not an object. */
+static JsonObject *
+case_object (HvFixture *fx, Ctx *ctx, guint i)
+{
+  JsonNode *en = json_array_get_element (ctx->cases, i);
+  if (JSON_NODE_HOLDS_OBJECT (en))
+    return json_node_get_object (en);
+  hv_fixture_check (fx, "cases", FALSE, "case %u is not an object", i);
+  return NULL;
+}
 
 static const char *
 case_name (JsonObject *c, guint i, char *buf, gsize size)
@@ -315,14 +321,11 @@ hv_fixture_run_tokens (HvFixture *fx, GError **error)
       continue;
     }
     for (guint i = 0; i < nc; i++) {
-      JsonNode *en = json_array_get_element (ctx.cases, i);
-      JsonObject *c = JSON_NODE_HOLDS_OBJECT (en) ? json_node_get_object (en) : NULL;
+      JsonObject *c = case_object (fx, &ctx, i);
       char buf[32];
       if (c)
         run_llama_case (fx, &ctx, tok, llama_files[l], c, case_name (c, i, buf, sizeof buf),
                         prefix_video);
-      else
-        hv_fixture_check (fx, "cases", FALSE, "case %u is not an object", i);
     }
     check_prefixes (fx, &ctx, tok, llama_files[l]);
     speed_line (llama_files[l], load_us, &ctx);
@@ -343,13 +346,10 @@ hv_fixture_run_tokens (HvFixture *fx, GError **error)
       continue;
     }
     for (guint i = 0; i < nc; i++) {
-      JsonNode *en = json_array_get_element (ctx.cases, i);
-      JsonObject *c = JSON_NODE_HOLDS_OBJECT (en) ? json_node_get_object (en) : NULL;
+      JsonObject *c = case_object (fx, &ctx, i);
       char buf[32];
       if (c)
         run_clip_case (fx, &ctx, tok, clip_loaders[l], c, case_name (c, i, buf, sizeof buf));
-      else
-        hv_fixture_check (fx, "cases", FALSE, "case %u is not an object", i);
     }
     speed_line (clip_loaders[l], load_us, &ctx);
   }

@@ -36,6 +36,30 @@ hv_fixture_path (HvFixture *fx, const char *file)
   return g_build_filename (fx->dir, file, NULL);
 }
 
+const char **
+hv_fixture_tensor_names (HvFixture *fx, const char *kind, guint *n, GError **error)
+{
+  if (!fx->tensors) {
+    g_set_error (error, HV_ERROR, HV_ERROR_NOT_FOUND, "%s fixture %s names no tensor file", kind, fx->name);
+    return NULL;
+  }
+  *n = hv_store_n_tensors (fx->tensors);
+  return hv_store_names (fx->tensors);
+}
+
+size_t
+hv_fixture_count_diff (const float *ours, const float *expected, size_t n, double *max_abs)
+{
+  size_t n_diff = 0;
+  *max_abs = 0;
+  for (size_t i = 0; i < n; i++) {
+    if (ours[i] != expected[i])
+      n_diff++;
+    *max_abs = MAX (*max_abs, fabs ((double) ours[i] - expected[i]));
+  }
+  return n_diff;
+}
+
 gboolean
 hv_fixture_check (HvFixture *fx, const char *label, gboolean ok, const char *fmt, ...)
 {

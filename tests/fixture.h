@@ -44,6 +44,11 @@ gboolean hv_fixture_compare_ints (HvFixture *fx, const char *label, const int64_
 gboolean hv_fixture_check (HvFixture *fx, const char *label, gboolean ok, const char *fmt, ...) G_GNUC_PRINTF (4, 5);
 /* Path of a file next to the sidecar (g_free it). */
 char *hv_fixture_path (HvFixture *fx, const char *file);
+/* The names of the fixture file's tensors (*n set; owned by fx), or NULL with an error when
+ * the sidecar names no tensor file (`kind` names the fixture kind in the message). */
+const char **hv_fixture_tensor_names (HvFixture *fx, const char *kind, guint *n, GError **error);
+/* For exact checks: how many ours[i] != expected[i] of n, *max_abs the largest difference. */
+size_t hv_fixture_count_diff (const float *ours, const float *expected, size_t n, double *max_abs);
 
 /* kinds (one file each: fixture-<part>.c) */
 gboolean hv_fixture_run_weights (HvFixture *fx, GError **error);

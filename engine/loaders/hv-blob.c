@@ -50,6 +50,28 @@ hv_blob_clear (HvBlob *b)
   memset (b, 0, sizeof *b);
 }
 
+gboolean
+hv_blob_parse_file (HvStore *s, const char *path, HvBlobParseFunc parse, GError **error)
+{
+  HvBlob b;
+  if (!hv_blob_map (&b, path, error))
+    return FALSE;
+  gboolean ok = parse (s, &b, error);
+  hv_blob_clear (&b);   /* tensors keep their own references */
+  return ok;
+}
+
+gboolean
+hv_blob_parse_bytes (HvStore *s, const char *label, GBytes *bytes, HvBlobParseFunc parse,
+                     GError **error)
+{
+  HvBlob b;
+  hv_blob_from_bytes (&b, label, bytes);
+  gboolean ok = parse (s, &b, error);
+  hv_blob_clear (&b);
+  return ok;
+}
+
 HvTensor *
 hv_blob_tensor (const HvBlob *b, HvDType dt, int ndim, const int64_t *shape, guint64 offset)
 {

@@ -22,6 +22,14 @@ gboolean  hv_blob_map (HvBlob *b, const char *path, GError **error);
 /* Borrows `bytes` (takes a reference). */
 void      hv_blob_from_bytes (HvBlob *b, const char *label, GBytes *bytes);
 void      hv_blob_clear (HvBlob *b);
+/* A format's parser: adds the tensors of one blob to the store. */
+typedef gboolean (*HvBlobParseFunc) (HvStore *s, const HvBlob *b, GError **error);
+/* Runs `parse` on the mapped file `path` / on `bytes` (named `label` in messages), then drops
+ * the blob (the tensors keep their own references): the body of every
+ * hv_store_add_<format>() and hv_store_add_<format>_bytes(). */
+gboolean  hv_blob_parse_file (HvStore *s, const char *path, HvBlobParseFunc parse, GError **error);
+gboolean  hv_blob_parse_bytes (HvStore *s, const char *label, GBytes *bytes, HvBlobParseFunc parse,
+                               GError **error);
 /* A tensor borrowing `nbytes` at `offset` of the blob (caller checked the bounds). */
 HvTensor *hv_blob_tensor (const HvBlob *b, HvDType dt, int ndim, const int64_t *shape, guint64 offset);
 

@@ -171,17 +171,7 @@ push (Vm *vm, HvPv *v)
   return TRUE;
 }
 
-static gboolean
-pop (Vm *vm, HvPv **out)
-{
-  GPtrArray *st = vm->p->stack;
-  guint floor = vm->p->marks->len ? g_array_index (vm->p->marks, guint, vm->p->marks->len - 1) : 0;
-  if (st->len <= floor)
-    return CORRUPT ("stack underflow");
-  *out = g_ptr_array_steal_index (st, st->len - 1);
-  return TRUE;
-}
-
+/* The top of the stack (not removed); nothing below the last MARK counts. */
 static gboolean
 top (Vm *vm, HvPv **out)
 {
@@ -190,6 +180,16 @@ top (Vm *vm, HvPv **out)
   if (st->len <= floor)
     return CORRUPT ("stack underflow");
   *out = st->pdata[st->len - 1];
+  return TRUE;
+}
+
+/* top() and removes it: the caller owns *out. */
+static gboolean
+pop (Vm *vm, HvPv **out)
+{
+  if (!top (vm, out))
+    return FALSE;
+  g_ptr_array_steal_index (vm->p->stack, vm->p->stack->len - 1);
   return TRUE;
 }
 

@@ -255,20 +255,11 @@ parse_blob (HvStore *s, const HvBlob *b, GError **error)
 gboolean
 hv_store_add_pt (HvStore *s, const char *path, GError **error)
 {
-  HvBlob b;
-  if (!hv_blob_map (&b, path, error))
-    return FALSE;
-  gboolean ok = parse_blob (s, &b, error);
-  hv_blob_clear (&b);
-  return ok;
+  return hv_blob_parse_file (s, path, parse_blob, error);
 }
 
 gboolean
 hv_store_add_pt_bytes (HvStore *s, const char *label, GBytes *bytes, GError **error)
 {
-  HvBlob b;
-  hv_blob_from_bytes (&b, label, bytes);
-  gboolean ok = parse_blob (s, &b, error);
-  hv_blob_clear (&b);
-  return ok;
+  return hv_blob_parse_bytes (s, label, bytes, parse_blob, error);
 }

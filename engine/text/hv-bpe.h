@@ -86,6 +86,36 @@ gint32      hv_bpe_specials_max_id (const HvBpeSpecials *sp);                /* 
 gboolean    hv_bpe_specials_find (const HvBpeSpecials *sp, const char *text, gsize len,
                                   gsize *at, gsize *match_len, gint32 *id);
 
+/* ---- the encode steps both tokenizers share (hv-bpe-encode.c) ---- */
+
+/* The next line of p[0..end) (*p advanced past it): *line and *len without the "\n" or
+ * "\r\n". FALSE when nothing is left. Both tokenizers' text formats are line lists. */
+gboolean    hv_bpe_next_line (const char **p, const char *end, const char **line, gsize *len);
+
+/* Appends the BPE ids of piece p[0..n) (n > 0) to `ids` and caches them: byte i starts as
+ * symbol byte_ids[p[i]], the last byte as last_ids[p[n-1]] (CLIP's "</w>" symbols; Llama
+ * passes byte_ids again), then hv_bpe_merge() joins them. */
+void        hv_bpe_encode_bytes (const HvBpe *bpe, HvBpeCache *cache, const char *p, gsize n,
+                                 const gint32 *byte_ids, const gint32 *last_ids, GArray *ids);
+
+/* A tokenizer's own step on one piece, or on a run of text holding no special token. */
+typedef void     (*HvBpePieceFunc) (gpointer tok, const char *piece, gsize n, GArray *ids);
+typedef gboolean (*HvBpeTextFunc) (gpointer tok, const char *text, gsize n, GArray *ids,
+                                   GError **error);
+
+/* Pre-tokenizes s[0..len) (len -1: NUL-terminated) with `re` and gives each non-empty match
+ * to `piece`. With `keep_gaps` (len >= 0 then) text that no match covers is a piece too, as
+ * HF keeps it. FALSE only when the regex engine fails (a PCRE2 resource limit). */
+gboolean    hv_bpe_split (const GRegex *re, const char *s, gssize len, gboolean keep_gaps,
+                          HvBpePieceFunc piece, gpointer tok, GArray *ids, GError **error);
+
+/* The encode driver: checks text[0..len) is UTF-8 (len -1: NUL-terminated), appends `bos`
+ * (if >= 0), the text with each special token as its id and the runs between them through
+ * `ordinary`, then `eos` (if >= 0). On error `ids` is left as it was. */
+gboolean    hv_bpe_encode_text (const HvBpeSpecials *sp, const char *text, gssize len, gint32 bos,
+                                gint32 eos, HvBpeTextFunc ordinary, gpointer tok, GArray *ids,
+                                GError **error);
+
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (HvBpe, hv_bpe_free)
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (HvBpeCache, hv_bpe_cache_free)
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (HvBpeSpecials, hv_bpe_specials_free)

@@ -140,17 +140,13 @@ hv_clip_tokenizer_new_from_files (const char *vocab_json, const char *merges_txt
     return NULL;
   }
   gint32 rank = 0;
-  for (const char *p = text, *end = text + size; p < end;) {
-    const char *nl = memchr (p, '\n', (gsize) (end - p));
-    const char *le = nl ? nl : end;
-    if (le > p && le[-1] == '\r')
-      le--;
-    gsize n = (gsize) (le - p);
-    if (n > 0 && !(rank == 0 && g_str_has_prefix (p, "#version"))) {
-      if (!add_merge_line (tok, merges_txt, p, n, rank++, error))
+  const char *p = text, *line;
+  gsize n;
+  while (hv_bpe_next_line (&p, text + size, &line, &n)) {
+    if (n > 0 && !(rank == 0 && g_str_has_prefix (line, "#version"))) {
+      if (!add_merge_line (tok, merges_txt, line, n, rank++, error))
         return NULL;
     }
-    p = nl ? nl + 1 : end;
   }
   if (!finish (tok, vocab_json, error))
     return NULL;
@@ -321,85 +317,35 @@ hv_clip_normalize (const char *s, gssize len)
   return g_string_free (out, FALSE);
 }
 
+/* An HvBpePieceFunc: the piece's ids, the last byte with "</w>". */
 static void
-encode_piece (HvClipTokenizer *tok, const char *p, gsize n, GArray *ids)
+encode_piece (gpointer data, const char *p, gsize n, GArray *ids)
 {
-  if (hv_bpe_cache_get (tok->cache, p, n, ids))
-    return;
-  guint at = ids->len;
-  g_array_set_size (ids, at + (guint) n);
-  gint32 *sym = &g_array_index (ids, gint32, at);
-  for (gsize i = 0; i < n; i++)
-    sym[i] = (i + 1 < n ? tok->byte_sym : tok->byte_sym_end)[(guint8) p[i]];
-  gsize m = hv_bpe_merge (tok->bpe, sym, n);
-  g_array_set_size (ids, at + (guint) m);
-  hv_bpe_cache_put (tok->cache, p, n, &g_array_index (ids, gint32, at), m);
+  HvClipTokenizer *tok = data;
+  if (!hv_bpe_cache_get (tok->cache, p, n, ids))
+    hv_bpe_encode_bytes (tok->bpe, tok->cache, p, n, tok->byte_sym, tok->byte_sym_end, ids);
 }
 
-/* Text without specials: normalise, split (only the matches are kept), BPE. */
+/* An HvBpeTextFunc: normalise, split (only the matches are kept), BPE. */
 static gboolean
-encode_ordinary (HvClipTokenizer *tok, const char *s, gsize n, GArray *ids, GError **error)
+encode_ordinary (gpointer data, const char *s, gsize n, GArray *ids, GError **error)
 {
-  if (n == 0)
-    return TRUE;
+  HvClipTokenizer *tok = data;
   g_autofree char *norm = hv_clip_normalize (s, (gssize) n);
   if (!norm) {
     g_set_error (error, HV_ERROR, HV_ERROR_INVALID, "prompt is not valid UTF-8");
     return FALSE;
   }
-  g_autoptr(GMatchInfo) mi = NULL;
-  g_autoptr(GError) e = NULL;
-  g_regex_match_full (tok->re, norm, -1, 0, 0, &mi, &e);
-  while (!e && g_match_info_matches (mi)) {
-    int a, b;
-    g_match_info_fetch_pos (mi, 0, &a, &b);
-    if (b > a)
-      encode_piece (tok, norm + a, (gsize) (b - a), ids);
-    g_match_info_next (mi, &e);
-  }
-  if (e) {   /* a PCRE2 resource limit, not a property of the text */
-    g_set_error (error, HV_ERROR, HV_ERROR_FAILED, "pre-tokenizer regex failed: %s", e->message);
-    return FALSE;
-  }
-  return TRUE;
+  return hv_bpe_split (tok->re, norm, -1, FALSE, encode_piece, tok, ids, error);
 }
 
 gboolean
 hv_clip_tokenizer_encode (HvClipTokenizer *tok, const char *text, gssize len,
                           gboolean add_bos_eos, GArray *ids, GError **error)
 {
-  g_return_val_if_fail (tok && ids && g_array_get_element_size (ids) == sizeof (gint32), FALSE);
-  g_return_val_if_fail (text || len <= 0, FALSE);
-  gsize n = len < 0 ? (text ? strlen (text) : 0) : (gsize) len;
-  const char *bad;
-  if (n && !g_utf8_validate_len (text, n, &bad)) {
-    g_set_error (error, HV_ERROR, HV_ERROR_INVALID,
-                 "prompt is not valid UTF-8 (bad byte 0x%02x at offset %zu)",
-                 (guint8) *bad, (gsize) (bad - text));
-    return FALSE;
-  }
-  guint start = ids->len;
-  if (add_bos_eos)
-    g_array_append_val (ids, tok->bos);
-  gsize pos = 0;
-  while (pos < n) {
-    gsize at, ml;
-    gint32 sid;
-    gboolean found = hv_bpe_specials_find (tok->specials, text + pos, n - pos, &at, &ml, &sid);
-    gsize seg = found ? at : n - pos;
-    if (!encode_ordinary (tok, text + pos, seg, ids, error)) {
-      g_array_set_size (ids, start);
-      return FALSE;
-    }
-    pos += seg;
-    if (found) {
-      g_array_append_val (ids, sid);
-      pos += ml;
-    }
-  }
-  if (add_bos_eos)
-    g_array_append_val (ids, tok->eos);
-  return TRUE;
+  g_return_val_if_fail (tok != NULL, FALSE);
+  return hv_bpe_encode_text (tok->specials, text, len, add_bos_eos ? tok->bos : -1,
+                             add_bos_eos ? tok->eos : -1, encode_ordinary, tok, ids, error);
 }
 
 gint32

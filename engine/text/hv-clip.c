@@ -1,6 +1,6 @@
 /* hv-clip.c — CLIP text encoder (see hv-clip.h). */
 #include "hv-clip.h"
-#include "hv-llama.h"   /* hv_text_model_open */
+#include "hv-text-model.h"
 #include "hv-error.h"
 #include <json-glib/json-glib.h>
 #include <math.h>
@@ -44,20 +44,10 @@ cfg_int (JsonObject *o, const char *key, int def, int *out, const char *file, GE
 gboolean
 hv_clip_config_load (const char *config_json, HvClipConfig *cfg, GError **error)
 {
-  g_autoptr(JsonParser) parser = json_parser_new ();
-  if (!json_parser_load_from_file (parser, config_json, error)) {
-    g_prefix_error (error, "%s: ", config_json);
+  JsonObject *o;   /* a full CLIPModel config's "text_config" */
+  g_autoptr(JsonParser) parser = hv_text_config_parse (config_json, &o, error);
+  if (!parser)
     return FALSE;
-  }
-  JsonNode *root = json_parser_get_root (parser);
-  if (!root || !JSON_NODE_HOLDS_OBJECT (root)) {
-    g_set_error (error, HV_ERROR, HV_ERROR_CORRUPT, "%s is not a JSON object", config_json);
-    return FALSE;
-  }
-  JsonObject *o = json_node_get_object (root);
-  if (json_object_has_member (o, "text_config") &&
-      JSON_NODE_HOLDS_OBJECT (json_object_get_member (o, "text_config")))
-    o = json_object_get_object_member (o, "text_config");   /* full CLIPModel config */
   /* defaults: transformers' CLIPTextConfig */
   HvClipConfig c = { 0 };
   if (!cfg_int (o, "vocab_size", 49408, &c.vocab_size, config_json, error) ||
@@ -100,20 +90,7 @@ hv_clip_config_load (const char *config_json, HvClipConfig *cfg, GError **error)
 static HvTensor *
 clip_weight (HvClip *m, const char *name, int ndim, int64_t d0, int64_t d1, GError **error)
 {
-  g_autofree char *full = g_strconcat (m->prefix, name, NULL);
-  int64_t shape[2] = { d0, d1 };
-  const HvTensor *t = hv_store_require (m->store, full, ndim, shape, error);
-  if (!t)
-    return NULL;
-  if (!hv_dtype_is_float (t->dtype)) {
-    g_set_error (error, HV_ERROR, HV_ERROR_SHAPE, "%s: tensor %s has dtype %s, expected a float dtype",
-                 hv_store_path (m->store) ? hv_store_path (m->store) : "(weights in memory)", full, hv_dtype_name (t->dtype));
-    return NULL;
-  }
-  HvTensor *w = hv_backend_weight (m->backend, t);
-  if (!w)
-    g_set_error (error, HV_ERROR, HV_ERROR_NO_MEMORY, "cannot place %s on %s", full, m->backend->name);
-  return w;
+  return hv_text_weight (m->store, m->backend, m->prefix, name, ndim, d0, d1, error);
 }
 
 HvClip *
@@ -149,7 +126,7 @@ hv_clip_new_from_store (HvStore *store, const HvClipConfig *cfg, HvBackend *back
   if (!m->prefix) {
     g_set_error (error, HV_ERROR, HV_ERROR_NOT_FOUND,
                  "%s: no [text_model.]embeddings.token_embedding.weight: not a CLIP text encoder",
-                 hv_store_path (m->store) ? hv_store_path (m->store) : "(weights in memory)");
+                 hv_text_store_name (m->store));
     return NULL;
   }
   const HvClipConfig *c = &m->cfg;
@@ -162,12 +139,11 @@ hv_clip_new_from_store (HvStore *store, const HvClipConfig *cfg, HvBackend *back
   m->layers = g_new0 (ClipLayer, c->n_layers);
   for (int i = 0; i < c->n_layers; i++) {
     ClipLayer *l = &m->layers[i];
-    g_autofree char *p = g_strdup_printf ("encoder.layers.%d.", i);
-#define W(field, name, nd, a, b)                                                       \
-    do {                                                                               \
-      g_autofree char *n_ = g_strconcat (p, name, NULL);                               \
-      if (!(l->field = clip_weight (m, n_, nd, a, b, error)))                          \
-        return NULL;                                                                   \
+    g_autofree char *p = g_strdup_printf ("%sencoder.layers.%d.", m->prefix, i);
+#define W(field, name, nd, a, b)                                                        \
+    do {                                                                                \
+      if (!(l->field = hv_text_weight (m->store, m->backend, p, name, nd, a, b, error))) \
+        return NULL;                                                                    \
     } while (0)
     W (ln1_w, "layer_norm1.weight", 1, D, 0);
     W (ln1_b, "layer_norm1.bias", 1, D, 0);
@@ -299,20 +275,9 @@ hv_clip_forward (HvClip *m, const int32_t *ids, const int32_t *mask, int B, int 
   g_autoptr(HvTensor) tpool = host_i32 (b, pos, B, &ok);
   g_free (pos);
   g_autoptr(HvTensor) allow = NULL;
-  gboolean any_pad = FALSE;
-  for (int64_t i = 0; mask && i < n; i++)
-    any_pad |= mask[i] == 0;
-  if (any_pad) {
-    int64_t s[3] = { B, L, L };
-    g_autoptr(HvTensor) h = hv_tensor_new (HV_DTYPE_U8, 3, s);
-    uint8_t *a = h->data;
-    for (int bi = 0; bi < B; bi++)
-      for (int i = 0; i < L; i++)
-        for (int j = 0; j < L; j++)
-          a[((int64_t) bi * L + i) * L + j] = mask[(int64_t) bi * L + j] != 0;
-    if (!(allow = hv_backend_upload (b, h)))
-      ok = FALSE;
-  }
+  g_autoptr(HvTensor) allow_host = hv_text_pad_allow (mask, B, L);
+  if (allow_host && !(allow = hv_backend_upload (b, allow_host)))
+    ok = FALSE;
   g_autoptr(HvTensor) x = act3 (b, B, L, D, &ok);
   g_autoptr(HvTensor) h = act3 (b, B, L, D, &ok);
   g_autoptr(HvTensor) q = act3 (b, B, L, D, &ok);

@@ -94,19 +94,15 @@ load_tiktoken (const char *path, const char *data, gsize size, GError **error)
   tok->specials = hv_bpe_specials_new ();
   tok->whole_piece = TRUE;
   tok->format = "tiktoken";
-  const char *p = data, *end = data + size;
+  const char *cur = data, *p;
+  gsize ll;
   guint line = 0;
   gint32 n_base = 0;
-  while (p < end) {
-    const char *nl = memchr (p, '\n', (gsize) (end - p));
-    const char *le = nl ? nl : end;
+  while (hv_bpe_next_line (&cur, data + size, &p, &ll)) {
     line++;
-    if (le > p && le[-1] == '\r')
-      le--;
-    if (le == p) {   /* blank line */
-      p = nl ? nl + 1 : end;
+    if (ll == 0)   /* blank line */
       continue;
-    }
+    const char *le = p + ll;
     const char *sp = memchr (p, ' ', (gsize) (le - p));
     g_autofree char *b64 = sp ? g_strndup (p, (gsize) (sp - p)) : NULL;
     g_autofree char *rank_s = sp ? g_strndup (sp + 1, (gsize) (le - sp - 1)) : NULL;
@@ -129,7 +125,6 @@ load_tiktoken (const char *path, const char *data, gsize size, GError **error)
       return NULL;
     }
     n_base = MAX (n_base, (gint32) rank + 1);
-    p = nl ? nl + 1 : end;
   }
   if (hv_bpe_n_tokens (tok->bpe) == 0) {
     g_set_error (error, HV_ERROR, HV_ERROR_CORRUPT, "%s: no tokens in the file", path);
@@ -310,9 +305,11 @@ hv_llama_tokenizer_new_from_dir (const char *dir, GError **error)
 
 /* ---- encoding ---- */
 
+/* An HvBpePieceFunc: the piece's ids (the whole piece when it is a token and whole_piece). */
 static void
-encode_piece (HvLlamaTokenizer *tok, const char *p, gsize n, GArray *ids)
+encode_piece (gpointer data, const char *p, gsize n, GArray *ids)
 {
+  HvLlamaTokenizer *tok = data;
   if (hv_bpe_cache_get (tok->cache, p, n, ids))
     return;
   gint32 whole = tok->whole_piece ? hv_bpe_lookup (tok->bpe, p, n) : -1;
@@ -321,79 +318,25 @@ encode_piece (HvLlamaTokenizer *tok, const char *p, gsize n, GArray *ids)
     hv_bpe_cache_put (tok->cache, p, n, &whole, 1);
     return;
   }
-  guint at = ids->len;
-  g_array_set_size (ids, at + (guint) n);
-  gint32 *sym = &g_array_index (ids, gint32, at);
-  for (gsize i = 0; i < n; i++)
-    sym[i] = tok->byte_id[(guint8) p[i]];
-  gsize m = hv_bpe_merge (tok->bpe, sym, n);
-  g_array_set_size (ids, at + (guint) m);
-  hv_bpe_cache_put (tok->cache, p, n, &g_array_index (ids, gint32, at), m);
+  hv_bpe_encode_bytes (tok->bpe, tok->cache, p, n, tok->byte_id, tok->byte_id, ids);
 }
 
-/* Text without specials: pre-tokenize, then BPE each piece. */
+/* An HvBpeTextFunc: pre-tokenize (keeping text no alternative matched: the regex covers all,
+ * HF keeps it), then BPE each piece. */
 static gboolean
-encode_ordinary (HvLlamaTokenizer *tok, const char *s, gsize n, GArray *ids, GError **error)
+encode_ordinary (gpointer data, const char *s, gsize n, GArray *ids, GError **error)
 {
-  if (n == 0)
-    return TRUE;
-  g_autoptr(GMatchInfo) mi = NULL;
-  g_autoptr(GError) e = NULL;
-  gsize pos = 0;
-  g_regex_match_full (tok->re, s, (gssize) n, 0, 0, &mi, &e);
-  while (!e && g_match_info_matches (mi)) {
-    int a, b;
-    g_match_info_fetch_pos (mi, 0, &a, &b);
-    if ((gsize) a > pos)   /* text no alternative matched (the regex covers all; HF keeps it) */
-      encode_piece (tok, s + pos, (gsize) a - pos, ids);
-    if (b > a)
-      encode_piece (tok, s + a, (gsize) (b - a), ids);
-    pos = (gsize) b;
-    g_match_info_next (mi, &e);
-  }
-  if (e) {   /* a PCRE2 resource limit, not a property of the text */
-    g_set_error (error, HV_ERROR, HV_ERROR_FAILED, "pre-tokenizer regex failed: %s", e->message);
-    return FALSE;
-  }
-  if (pos < n)
-    encode_piece (tok, s + pos, n - pos, ids);
-  return TRUE;
+  HvLlamaTokenizer *tok = data;
+  return hv_bpe_split (tok->re, s, (gssize) n, TRUE, encode_piece, tok, ids, error);
 }
 
 gboolean
 hv_llama_tokenizer_encode (HvLlamaTokenizer *tok, const char *text, gssize len,
                            gboolean add_bos, GArray *ids, GError **error)
 {
-  g_return_val_if_fail (tok && ids && g_array_get_element_size (ids) == sizeof (gint32), FALSE);
-  g_return_val_if_fail (text || len <= 0, FALSE);
-  gsize n = len < 0 ? (text ? strlen (text) : 0) : (gsize) len;
-  const char *bad;
-  if (n && !g_utf8_validate_len (text, n, &bad)) {
-    g_set_error (error, HV_ERROR, HV_ERROR_INVALID,
-                 "prompt is not valid UTF-8 (bad byte 0x%02x at offset %zu)",
-                 (guint8) *bad, (gsize) (bad - text));
-    return FALSE;
-  }
-  guint start = ids->len;
-  if (add_bos)
-    g_array_append_val (ids, tok->bos);
-  gsize pos = 0;
-  while (pos < n) {
-    gsize at, ml;
-    gint32 sid;
-    gboolean found = hv_bpe_specials_find (tok->specials, text + pos, n - pos, &at, &ml, &sid);
-    gsize seg = found ? at : n - pos;
-    if (!encode_ordinary (tok, text + pos, seg, ids, error)) {
-      g_array_set_size (ids, start);
-      return FALSE;
-    }
-    pos += seg;
-    if (found) {
-      g_array_append_val (ids, sid);
-      pos += ml;
-    }
-  }
-  return TRUE;
+  g_return_val_if_fail (tok != NULL, FALSE);
+  return hv_bpe_encode_text (tok->specials, text, len, add_bos ? tok->bos : -1, -1,
+                             encode_ordinary, tok, ids, error);
 }
 
 char *

@@ -118,20 +118,10 @@ parse_rope (JsonObject *o, HvLlamaConfig *c, const char *file, GError **error)
 gboolean
 hv_llama_config_load (const char *config_json, HvLlamaConfig *cfg, GError **error)
 {
-  g_autoptr(JsonParser) parser = json_parser_new ();
-  if (!json_parser_load_from_file (parser, config_json, error)) {
-    g_prefix_error (error, "%s: ", config_json);
+  JsonObject *o;   /* a Llava wrapper's "text_config" */
+  g_autoptr(JsonParser) parser = hv_text_config_parse (config_json, &o, error);
+  if (!parser)
     return FALSE;
-  }
-  JsonNode *root = json_parser_get_root (parser);
-  if (!root || !JSON_NODE_HOLDS_OBJECT (root)) {
-    g_set_error (error, HV_ERROR, HV_ERROR_CORRUPT, "%s is not a JSON object", config_json);
-    return FALSE;
-  }
-  JsonObject *o = json_node_get_object (root);
-  JsonObject *text = json_get_obj (o, "text_config");   /* Llava wrapper */
-  if (text)
-    o = text;
   HvLlamaConfig c = { 0 };
   if (!json_get_int (o, "vocab_size", 32000, &c.vocab_size, config_json, error) ||
       !json_get_int (o, "hidden_size", -1, &c.hidden_size, config_json, error) ||
@@ -207,59 +197,6 @@ hv_llama_rope_inv_freq (const HvLlamaConfig *c, float *inv)
 
 /* ---- loading ------------------------------------------------------------------------- */
 
-HvStore *
-hv_text_model_open (const char *path, char **config_path, GError **error)
-{
-  static const char *const candidates[] = {
-    "model.safetensors.index.json", "model.safetensors",
-    "pytorch_model.bin.index.json", "pytorch_model.bin",
-  };
-  g_autofree char *dir = NULL;
-  g_autofree char *weights = NULL;
-  if (g_file_test (path, G_FILE_TEST_IS_DIR)) {
-    dir = g_strdup (path);
-    for (guint i = 0; i < G_N_ELEMENTS (candidates) && !weights; i++) {
-      char *p = g_build_filename (dir, candidates[i], NULL);
-      if (g_file_test (p, G_FILE_TEST_IS_REGULAR))
-        weights = p;
-      else
-        g_free (p);
-    }
-    if (!weights) {
-      g_set_error (error, HV_ERROR, HV_ERROR_NOT_FOUND,
-                   "%s holds no model weights (looked for model.safetensors[.index.json] and "
-                   "pytorch_model.bin[.index.json])", dir);
-      return NULL;
-    }
-  } else if (g_file_test (path, G_FILE_TEST_IS_REGULAR)) {
-    dir = g_path_get_dirname (path);
-    weights = g_strdup (path);
-  } else {
-    g_set_error (error, HV_ERROR, HV_ERROR_NOT_FOUND, "text encoder %s does not exist", path);
-    return NULL;
-  }
-  char *cfg = g_build_filename (dir, "config.json", NULL);
-  if (!g_file_test (cfg, G_FILE_TEST_IS_REGULAR)) {
-    g_set_error (error, HV_ERROR, HV_ERROR_NOT_FOUND, "%s: no config.json beside the weights", dir);
-    g_free (cfg);
-    return NULL;
-  }
-  HvStore *s = hv_store_open (weights, error);
-  if (!s) {
-    g_free (cfg);
-    return NULL;
-  }
-  *config_path = cfg;
-  return s;
-}
-
-static const char *
-store_name (HvStore *s)
-{
-  const char *p = hv_store_path (s);
-  return p ? p : "(weights in memory)";
-}
-
 static const char *const llama_prefixes[] = {
   "", "model.", "language_model.model.", "model.language_model.", "language_model.",
 };
@@ -268,20 +205,7 @@ static HvTensor *
 load_weight (HvLlama *m, const char *prefix, const char *name, int ndim, int64_t d0, int64_t d1,
              GError **error)
 {
-  g_autofree char *full = g_strconcat (prefix, name, NULL);
-  int64_t shape[2] = { d0, d1 };
-  const HvTensor *t = hv_store_require (m->store, full, ndim, shape, error);
-  if (!t)
-    return NULL;
-  if (!hv_dtype_is_float (t->dtype)) {
-    g_set_error (error, HV_ERROR, HV_ERROR_SHAPE, "%s: tensor %s has dtype %s, expected a float dtype",
-                 store_name (m->store), full, hv_dtype_name (t->dtype));
-    return NULL;
-  }
-  HvTensor *w = hv_backend_weight (m->backend, t);
-  if (!w)
-    g_set_error (error, HV_ERROR, HV_ERROR_NO_MEMORY, "cannot place %s on %s", full, m->backend->name);
-  return w;
+  return hv_text_weight (m->store, m->backend, prefix, name, ndim, d0, d1, error);
 }
 
 HvLlama *
@@ -312,7 +236,7 @@ hv_llama_new_from_store (HvStore *store, const HvLlamaConfig *cfg, HvBackend *ba
   const HvLlamaConfig *c = &m->cfg;
   if (skip_last < 0 || skip_last > c->n_layers) {
     g_set_error (error, HV_ERROR, HV_ERROR_INVALID, "cannot skip %d of the %d layers of %s",
-                 skip_last, c->n_layers, store_name (store));
+                 skip_last, c->n_layers, hv_text_store_name (store));
     return NULL;
   }
   const char *prefix = NULL;
@@ -324,7 +248,7 @@ hv_llama_new_from_store (HvStore *store, const HvLlamaConfig *cfg, HvBackend *ba
   if (!prefix) {
     g_set_error (error, HV_ERROR, HV_ERROR_NOT_FOUND,
                  "%s: no embed_tokens.weight (tried the LlamaModel, LlamaForCausalLM and Llava key layouts)",
-                 store_name (m->store));
+                 hv_text_store_name (m->store));
     return NULL;
   }
   const int64_t D = c->hidden_size, I = c->intermediate_size;
@@ -333,7 +257,7 @@ hv_llama_new_from_store (HvStore *store, const HvLlamaConfig *cfg, HvBackend *ba
   if (!(m->embed = load_weight (m, prefix, "embed_tokens.weight", 2, -1, D, error)))
     return NULL;
   if (m->embed->shape[0] < 1) {
-    g_set_error (error, HV_ERROR, HV_ERROR_SHAPE, "%s: embed_tokens.weight is empty", store_name (m->store));
+    g_set_error (error, HV_ERROR, HV_ERROR_SHAPE, "%s: embed_tokens.weight is empty", hv_text_store_name (m->store));
     return NULL;
   }
   g_autofree char *norm_name = g_strconcat (prefix, "norm.weight", NULL);
@@ -448,20 +372,10 @@ llama_run_prepare (HvLlama *m, LlamaRun *r, const int32_t *ids, const int32_t *m
   memcpy (hid->data, ids, (size_t) n * sizeof (int32_t));
   r->ids = upload_host (b, hid, &ok);
 
-  gboolean any_pad = FALSE;
-  for (int64_t i = 0; mask && i < n; i++)
-    any_pad |= mask[i] == 0;
-  if (any_pad) {
-    /* query i may see key j iff j <= i (causal flag) and key j is a real token */
-    int64_t shape[3] = { B, L, L };
-    HvTensor *allow = hv_tensor_new (HV_DTYPE_U8, 3, shape);
-    uint8_t *a = allow->data;
-    for (int bi = 0; bi < B; bi++)
-      for (int i = 0; i < L; i++)
-        for (int j = 0; j < L; j++)
-          a[((int64_t) bi * L + i) * L + j] = mask[(int64_t) bi * L + j] != 0;
+  /* query i may see key j iff j <= i (causal flag) and key j is a real token */
+  HvTensor *allow = hv_text_pad_allow (mask, B, L);
+  if (allow)
     r->allow = upload_host (b, allow, &ok);
-  }
 
   /* cos/sin [L, head_dim]: freqs = inv_freq * pos in fp32, repeated over both halves */
   const int hd = c->head_dim;
@@ -558,7 +472,7 @@ hv_llama_forward (HvLlama *m, const int32_t *ids, const int32_t *mask, int B, in
     return NULL;
   }
   if (final_norm && !m->norm) {
-    g_set_error (error, HV_ERROR, HV_ERROR_NOT_FOUND, "%s has no final norm.weight", store_name (m->store));
+    g_set_error (error, HV_ERROR, HV_ERROR_NOT_FOUND, "%s has no final norm.weight", hv_text_store_name (m->store));
     return NULL;
   }
   LlamaRun r = { 0 };

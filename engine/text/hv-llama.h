@@ -16,6 +16,7 @@
 #include "hv-backend.h"
 #include "hv-tensor.h"
 #include "loaders/hv-store.h"
+#include "hv-text-model.h"   /* hv_text_model_open, declared here before */
 #include <glib.h>
 
 G_BEGIN_DECLS
@@ -52,12 +53,6 @@ gboolean hv_llama_config_load (const char *config_json, HvLlamaConfig *cfg, GErr
 
 /* The RoPE inverse frequencies [head_dim/2] computed as transformers does (fp32). */
 void hv_llama_rope_inv_freq (const HvLlamaConfig *cfg, float *inv_freq);
-
-/* Opens a text-encoder checkpoint. `path` is a folder holding config.json and the weights
- * (model.safetensors, a *.safetensors.index.json shard set, or pytorch_model.bin[.index.json]),
- * or a weights file with config.json beside it. Shared by the Llama and CLIP loaders.
- * Returns the store and sets *config_path (g_free it). */
-HvStore *hv_text_model_open (const char *path, char **config_path, GError **error);
 
 /* Opens the encoder on `backend`. Key layouts accepted: bare LlamaModel ("layers.0..."),
  * LlamaForCausalLM ("model.layers..."), Llava ("language_model.model...",

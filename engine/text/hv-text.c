@@ -84,14 +84,19 @@ hv_text_length (HvPromptTemplate tmpl)
   return HV_PROMPT_TEXT_LEN;
 }
 
-/* Python's str.strip(): Unicode whitespace off both ends. NULL with an error for bad UTF-8. */
-static char *
-strip_prompt (const char *s, GError **error)
+int
+hv_text_batch (const char *prompt, const char *negative_prompt, const char *texts[2])
 {
-  if (!g_utf8_validate (s, -1, NULL)) {
-    g_set_error (error, HV_ERROR, HV_ERROR_INVALID, "the prompt is not valid UTF-8");
-    return NULL;
-  }
+  int B = 0;
+  if (negative_prompt)
+    texts[B++] = negative_prompt;
+  texts[B++] = prompt;
+  return B;
+}
+
+char *
+hv_text_strip (const char *s)
+{
   const char *b = s, *e = s + strlen (s);
   while (*b && g_unichar_isspace (g_utf8_get_char (b)))
     b = g_utf8_next_char (b);
@@ -102,6 +107,48 @@ strip_prompt (const char *s, GError **error)
     e = p;
   }
   return g_strndup (b, (gsize) (e - b));
+}
+
+gboolean
+hv_text_encode_tokens (HvLlama *llama, HvClip *clip, const HvTokenized *const *ltok,
+                       const HvTokenized *const *ctok, int B, HvTextEmbeds *out, GError **error)
+{
+  const int L = ltok[0]->n, crop = ltok[0]->crop_start, Lc = ctok[0]->n;
+  g_autofree int32_t *ids = g_new (int32_t, (gsize) B * L);
+  g_autofree int32_t *mask = g_new (int32_t, (gsize) B * L);
+  g_autofree int32_t *cids = g_new (int32_t, (gsize) B * Lc);
+  g_autofree int32_t *cmask = g_new (int32_t, (gsize) B * Lc);
+  for (int b = 0; b < B; b++) {
+    const HvTokenized *l = ltok[b], *c = ctok[b];
+    if (l->n != L || l->crop_start != crop || c->n != Lc) {
+      g_set_error (error, HV_ERROR, HV_ERROR_FAILED, "token batches of different lengths");
+      return FALSE;
+    }
+    for (int i = 0; i < L; i++) {
+      ids[b * L + i] = (int32_t) l->ids[i];
+      mask[b * L + i] = (int32_t) l->mask[i];
+    }
+    for (int i = 0; i < Lc; i++) {
+      cids[b * Lc + i] = (int32_t) c->ids[i];
+      cmask[b * Lc + i] = (int32_t) c->mask[i];
+    }
+    out->truncated |= hv_tokenized_truncated (l) || hv_tokenized_truncated (c);
+  }
+  g_autoptr(HvTensor) states = hv_llama_encode (llama, ids, mask, B, L, HV_TEXT_SKIP_LAYER, crop, error);
+  if (!states)
+    return FALSE;
+  HvTensor *pooled = hv_clip_forward (clip, cids, cmask, B, Lc, NULL, NULL, NULL, NULL, error);
+  if (!pooled)
+    return FALSE;
+  out->text_states = g_steal_pointer (&states);
+  out->text_states_2 = pooled;
+  out->batch = B;
+  out->length = L - crop;
+  out->text_mask = g_new (int32_t, (gsize) B * out->length);
+  for (int b = 0; b < B; b++)
+    memcpy (out->text_mask + (gsize) b * out->length, mask + (gsize) b * L + crop,
+            (gsize) out->length * sizeof (int32_t));
+  return TRUE;
 }
 
 gboolean
@@ -119,66 +166,28 @@ hv_text_encode (HvTextEncoder *enc, const char *prompt, const char *negative_pro
     return FALSE;
   }
   const char *texts[2];
-  int B = 0;
-  if (negative_prompt)
-    texts[B++] = negative_prompt;
-  texts[B++] = prompt;
+  const int B = hv_text_batch (prompt, negative_prompt, texts);
 
   const int text_len = hv_text_length (tmpl);
   HvTokenized *ltok[2] = { NULL, NULL }, *ctok[2] = { NULL, NULL };
-  int32_t *ids = NULL, *mask = NULL, *cids = NULL, *cmask = NULL;
-  HvTensor *states = NULL, *states2 = NULL;
   gboolean ok = FALSE;
   for (int b = 0; b < B; b++) {
-    g_autofree char *text = strip_prompt (texts[b], error);
-    if (!text ||
-        !(ltok[b] = hv_prompt_llama_tokens_len (enc->llama_tok, text, tmpl, text_len, error)) ||
+    if (!g_utf8_validate (texts[b], -1, NULL)) {
+      g_set_error (error, HV_ERROR, HV_ERROR_INVALID, "the prompt is not valid UTF-8");
+      goto out;
+    }
+    g_autofree char *text = hv_text_strip (texts[b]);
+    if (!(ltok[b] = hv_prompt_llama_tokens_len (enc->llama_tok, text, tmpl, text_len, error)) ||
         !(ctok[b] = hv_prompt_clip_tokens (enc->clip_tok, text, error)))
       goto out;
   }
-  const int L = ltok[0]->n, crop = ltok[0]->crop_start, Lc = ctok[0]->n;
-  ids = g_new (int32_t, (gsize) B * L);
-  mask = g_new (int32_t, (gsize) B * L);
-  cids = g_new (int32_t, (gsize) B * Lc);
-  cmask = g_new (int32_t, (gsize) B * Lc);
-  for (int b = 0; b < B; b++) {
-    if (ltok[b]->n != L || ltok[b]->crop_start != crop || ctok[b]->n != Lc) {
-      g_set_error (error, HV_ERROR, HV_ERROR_FAILED, "token batches of different lengths");
-      goto out;
-    }
-    for (int i = 0; i < L; i++) {
-      ids[b * L + i] = (int32_t) ltok[b]->ids[i];
-      mask[b * L + i] = (int32_t) ltok[b]->mask[i];
-    }
-    for (int i = 0; i < Lc; i++) {
-      cids[b * Lc + i] = (int32_t) ctok[b]->ids[i];
-      cmask[b * Lc + i] = (int32_t) ctok[b]->mask[i];
-    }
-    out->truncated |= hv_tokenized_truncated (ltok[b]) || hv_tokenized_truncated (ctok[b]);
-  }
-  if (!(states = hv_llama_encode (enc->llama, ids, mask, B, L, HV_TEXT_SKIP_LAYER, crop, error)) ||
-      !(states2 = hv_clip_forward (enc->clip, cids, cmask, B, Lc, NULL, NULL, NULL, NULL, error)))
-    goto out;
-  out->text_states = g_steal_pointer (&states);
-  out->text_states_2 = g_steal_pointer (&states2);
-  out->length = L - crop;
-  out->batch = B;
-  out->text_mask = g_new (int32_t, (gsize) B * out->length);
-  for (int b = 0; b < B; b++)
-    memcpy (out->text_mask + (gsize) b * out->length, mask + (gsize) b * L + crop,
-            (gsize) out->length * sizeof (int32_t));
-  ok = TRUE;
+  ok = hv_text_encode_tokens (enc->llama, enc->clip, (const HvTokenized *const *) ltok,
+                              (const HvTokenized *const *) ctok, B, out, error);
 out:
   for (int b = 0; b < 2; b++) {
     hv_tokenized_free (ltok[b]);
     hv_tokenized_free (ctok[b]);
   }
-  g_free (ids);
-  g_free (mask);
-  g_free (cids);
-  g_free (cmask);
-  hv_tensor_free (states);
-  hv_tensor_free (states2);
   if (!ok)
     hv_text_embeds_clear (out);
   return ok;

@@ -64,6 +64,21 @@ gboolean hv_text_encode (HvTextEncoder *enc, const char *prompt, const char *neg
 /* The Llama sequence length L for a template (see above). */
 int      hv_text_length (HvPromptTemplate tmpl);
 
+/* The steps around tokenizing, shared with the built-in tiny model (hv-tiny.c), whose byte
+ * tokenizers feed the same encoders.
+ * The batch's prompts in upstream's order, texts[] = [negative, positive] or [prompt]:
+ * returns B. */
+int      hv_text_batch (const char *prompt, const char *negative_prompt, const char *texts[2]);
+/* Python's str.strip() (Unicode whitespace off both ends) of valid UTF-8 `s`, as upstream's
+ * sampler applies to prompts. */
+char    *hv_text_strip (const char *s);
+/* Runs the Llama (hidden_states[-3], cropped) and CLIP encoders over B token rows ltok[b] /
+ * ctok[b] (rows of one encoder all of one length) and fills `out`. out->truncated is set as
+ * the rows are read; on error the rest of `out` is left alone. */
+gboolean hv_text_encode_tokens (HvLlama *llama, HvClip *clip, const HvTokenized *const *ltok,
+                                const HvTokenized *const *ctok, int B, HvTextEmbeds *out,
+                                GError **error);
+
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (HvTextEncoder, hv_text_encoder_free)
 
 G_END_DECLS

@@ -3,6 +3,7 @@
  * completely, so AddressSanitizer sees any pointer outside the input. */
 #pragma once
 #include "loaders/hv-store.h"
+#include "hv-error.h"
 #include <stdint.h>
 #include <stddef.h>
 
@@ -29,4 +30,31 @@ fuzz_touch (HvStore *s)
       sum += p[k];
   }
   return sum;
+}
+
+/* The LLVMFuzzerInitialize of a harness that needs nothing but fuzz_setup(). */
+#define FUZZ_DEFAULT_INITIALIZE                   \
+  int                                             \
+  LLVMFuzzerInitialize (int *argc, char ***argv)  \
+  {                                               \
+    fuzz_setup ();                                \
+    return 0;                                     \
+  }
+
+/* A loader entry point taking bytes (hv_store_add_<format>_bytes). */
+typedef gboolean (*FuzzLoadFunc) (HvStore *s, const char *label, GBytes *bytes, GError **error);
+
+/* One input through `load` into a fresh store: what it accepts is read completely, what it
+ * rejects must come with an HV_ERROR and a message. */
+static inline void
+fuzz_load (FuzzLoadFunc load, const char *label, GBytes *bytes)
+{
+  HvStore *s = hv_store_new ();
+  GError *err = NULL;
+  if (load (s, label, bytes, &err))
+    fuzz_touch (s);
+  else
+    g_assert (err && err->domain == HV_ERROR && err->message);
+  g_clear_error (&err);
+  hv_store_free (s);
 }

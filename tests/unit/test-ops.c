@@ -79,38 +79,22 @@ assert_close_f (const char *what, const float *got, const float *want, int64_t n
   g_free (e);
 }
 
-/* The format definitions, written here independently of hv-tensor.c. */
+/* The format definitions, written here independently of hv-tensor.c: a finite code of a
+ * binary float with `eb` exponent and `mb` mantissa bits (sign above them, bias 2^(eb-1) - 1,
+ * exponent field 0 = subnormal). */
 static double
-ref_e4m3 (guint8 c)
+ref_float (guint32 c, int eb, int mb)
 {
-  int s = c >> 7, e = (c >> 3) & 15, m = c & 7;
-  double v = e == 0 ? ldexp (m / 8.0, -6) : ldexp (1.0 + m / 8.0, e - 7);
+  int s = (c >> (eb + mb)) & 1, e = (c >> mb) & ((1 << eb) - 1), bias = (1 << (eb - 1)) - 1;
+  double m = (double) (c & ((1u << mb) - 1)) / (double) (1u << mb);
+  double v = e == 0 ? ldexp (m, 1 - bias) : ldexp (1.0 + m, e - bias);
   return s ? -v : v;
 }
 
-static double
-ref_e5m2 (guint8 c)
-{
-  int s = c >> 7, e = (c >> 2) & 31, m = c & 3;
-  double v = e == 0 ? ldexp (m / 4.0, -14) : ldexp (1.0 + m / 4.0, e - 15);
-  return s ? -v : v;
-}
-
-static double
-ref_half (guint16 h)
-{
-  int s = h >> 15, e = (h >> 10) & 31, m = h & 1023;
-  double v = e == 0 ? ldexp (m / 1024.0, -14) : ldexp (1.0 + m / 1024.0, e - 15);
-  return s ? -v : v;
-}
-
-static double
-ref_bf16 (guint16 h)
-{
-  int s = h >> 15, e = (h >> 7) & 255, m = h & 127;
-  double v = e == 0 ? ldexp (m / 128.0, -126) : ldexp (1.0 + m / 128.0, e - 127);
-  return s ? -v : v;
-}
+static double ref_e4m3 (guint8 c) { return ref_float (c, 4, 3); }
+static double ref_e5m2 (guint8 c) { return ref_float (c, 5, 2); }
+static double ref_half (guint16 h) { return ref_float (h, 5, 10); }
+static double ref_bf16 (guint16 h) { return ref_float (h, 8, 7); }
 
 /* A random weight tensor [N, K] in dtype dt: random finite codes; `vals` gets the real values
  * (code value × scale) decoded with the definitions above. */

@@ -90,14 +90,6 @@ next_u32 (void)
   return rng;
 }
 
-static float
-bits_f (guint32 u)
-{
-  float f;
-  memcpy (&f, &u, 4);
-  return f;
-}
-
 /* Nearest of the two neighbours lo < x < hi (codes clo, chi); ties to the even code. */
 static guint32
 nearest (double x, double lo, guint32 clo, double hi, guint32 chi)
@@ -113,7 +105,7 @@ test_bf16_encode (void)
 {
   for (int i = 0; i < 200000; i++) {
     guint32 u = next_u32 ();
-    float f = bits_f (u);
+    float f = hv_f32_from_bits (u);
     if (isnan (f)) {
       g_assert_true (isnan (hv_bf16_to_f32 (hv_f32_to_bf16 (f))));
       continue;
@@ -144,7 +136,7 @@ test_f16_encode (void)
     /* magnitudes around the half range: exponents 2^-30 .. 2^17 */
     guint32 u = (next_u32 () & 0x807fffffu) | ((guint32) (97 + next_u32 () % 48) << 23);
     if (i % 7 == 0) u &= 0xffffe000u | (1u << 12);   /* exact ties */
-    float f = bits_f (u);
+    float f = hv_f32_from_bits (u);
     double a = fabs ((double) f);
     guint32 sign = (u >> 16) & 0x8000, want;
     if (a >= 65520.0) {
