@@ -78,14 +78,20 @@ src_url=$url
 timeout 120 gst-launch-1.0 -e -v $reader location="$src_url" ! flvdemux ! fakesink silent=false \
   > "$tmp/reader.log" 2>&1 &
 reader_pid=$!
-sleep 1
+# wait until nginx has the reader's play request (a fixed sleep lost frame 0 under CPU load)
+for i in $(seq 300); do
+  grep -q "play: name='test'" "$tmp/nginx.log" 2> /dev/null && break
+  kill -0 "$reader_pid" 2> /dev/null || fail "the reader exited early"
+  sleep 0.1
+done
+sleep 0.5
 
 timeout 300 gst-launch-1.0 -q hyvideosrc seed=3 num-frames=$frames infer-steps=2 ! videoconvert ! \
   x264enc tune=zerolatency key-int-max=8 ! h264parse ! flvmux streamable=true ! \
   rtmpsink location="$url live=1" > "$tmp/publisher.log" 2>&1 || fail "publishing failed ($?)"
 
 # give the reader time to receive the tail, then stop it (EOS on SIGINT with -e)
-for i in $(seq 50); do
+for i in $(seq 300); do
   n=$(grep -c "chain" "$tmp/reader.log")
   [ "$n" -ge "$frames" ] && break
   sleep 0.1
