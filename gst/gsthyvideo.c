@@ -17,4 +17,4 @@ plugin_init (GstPlugin *plugin)
 
 GST_PLUGIN_DEFINE (GST_VERSION_MAJOR, GST_VERSION_MINOR, hyvideo,
     "HunyuanVideo text-to-video generation (C/CUDA engine, no Python)",
-    plugin_init, HV_VERSION, "Apache 2.0", "hyvideo", "https://github.com/Tencent-Hunyuan/HunyuanVideo")
+    plugin_init, HV_VERSION, "Apache 2.0", "hyvideo", "Unknown package origin")
