@@ -146,6 +146,11 @@ gboolean  hv_vae_tiled_decode_ (HvVae *vae, const HvTensor *z, const HvVaeTiling
                                 gpointer user, const volatile int *cancel, GError **error);
 /* Whether upstream's _decode would tile this latent with these knobs. */
 gboolean  hv_vae_tiling_active_ (HvVae *vae, const HvTensor *z, const HvVaeTiling *t);
+/* Whether upstream's encode would tile this video [1, 3, T, H, W] with these knobs (NULL: no). */
+gboolean  hv_vae_encode_tiling_active_ (HvVae *vae, const HvTensor *x, const HvVaeTiling *t);
+/* Tiled encode (temporal windows wrapping spatial tiles, as upstream) of one sample x
+ * [1, 3, T, H, W] (backend; knobs checked by the caller) -> host moments [1, 2L, T', h, w]. */
+HvTensor *hv_vae_tiled_encode_ (HvVae *vae, const HvTensor *x, const HvVaeTiling *t, GError **error);
 /* The same one step at a time (the pull stream): each call decodes the next temporal window
  * (or the whole clip without temporal tiling) into *part, host [1, 3, n, H, W] (caller frees;
  * NULL when a window keeps no frame); st->done says the clip is finished. */

@@ -610,40 +610,63 @@ hv_vae_tiling_init (const HvVae *vae, HvVaeTiling *t)
   t->tile_overlap_factor = 0.25;
 }
 
-gboolean
-hv_vae_tiling_validate (const HvVae *vae, const HvVaeTiling *t, GError **error)
+/* Checks the knobs for one direction: decode cuts latent tiles and crops sample px, encode cuts
+ * sample tiles and crops latents; either way the step must equal the crop in the same units. */
+static gboolean
+tiling_validate_dir (const HvVae *vae, const HvVaeTiling *t, gboolean encode, GError **error)
 {
   if (!(t->tile_overlap_factor >= 0 && t->tile_overlap_factor < 1)) {
     g_set_error (error, HV_ERROR, HV_ERROR_INVALID, "VAE tiling: overlap factor %g is not in [0, 1)",
                  t->tile_overlap_factor);
     return FALSE;
   }
+  const double f = t->tile_overlap_factor;
   const int sf = hv_vae_space_factor_ (vae), tf = time_factor (vae);
   if (t->spatial) {
-    int ov = (int) (t->tile_latent_min_size * (1 - t->tile_overlap_factor));
-    int keep = t->tile_sample_min_size - (int) (t->tile_sample_min_size * t->tile_overlap_factor);
-    if (t->tile_latent_min_size < 1 || t->tile_sample_min_size < 1 || ov < 1 || keep != ov * sf) {
+    const int ls = t->tile_latent_min_size, ss = t->tile_sample_min_size;
+    gboolean ok;
+    if (encode) {   /* sample step (px) == kept latents x sf */
+      int step = (int) (ss * (1 - f)), keep = ls - (int) (ls * f);
+      ok = ls >= 1 && ss >= 1 && step >= 1 && keep * sf == step;
+    } else {        /* latent step x sf == kept sample px */
+      int step = (int) (ls * (1 - f)), keep = ss - (int) (ss * f);
+      ok = ls >= 1 && ss >= 1 && step >= 1 && keep == step * sf;
+    }
+    if (!ok) {
       g_set_error (error, HV_ERROR, HV_ERROR_INVALID,
                    "VAE tiling: spatial tiles of %d latent / %d sample px with overlap %g do not "
-                   "tile the frame (the latent step times %d must equal the kept sample px); use "
-                   "sample size = %d x latent size", t->tile_latent_min_size,
-                   t->tile_sample_min_size, t->tile_overlap_factor, sf, sf);
+                   "tile the frame for %s (the step must equal the kept part, at %d sample px per "
+                   "latent); use sample size = %d x latent size", ls, ss, f,
+                   encode ? "encoding" : "decoding", sf, sf);
       return FALSE;
     }
   }
   if (t->temporal) {
-    int ov = (int) (t->tile_latent_min_tsize * (1 - t->tile_overlap_factor));
-    int keep = t->tile_sample_min_tsize - (int) (t->tile_sample_min_tsize * t->tile_overlap_factor);
-    if (t->tile_latent_min_tsize < 1 || ov < 1 || keep != ov * tf) {
+    const int lt = t->tile_latent_min_tsize, st = t->tile_sample_min_tsize;
+    gboolean ok;
+    if (encode) {
+      int step = (int) (st * (1 - f)), keep = lt - (int) (lt * f);
+      ok = lt >= 1 && st >= 1 && step >= 1 && keep * tf == step;
+    } else {
+      int step = (int) (lt * (1 - f)), keep = st - (int) (st * f);
+      ok = lt >= 1 && step >= 1 && keep == step * tf;
+    }
+    if (!ok) {
       g_set_error (error, HV_ERROR, HV_ERROR_INVALID,
                    "VAE tiling: temporal tiles of %d latent / %d sample frames with overlap %g do "
-                   "not tile the clip (the latent step times %d must equal the kept frames); use "
-                   "sample tsize = %d x latent tsize", t->tile_latent_min_tsize,
-                   t->tile_sample_min_tsize, t->tile_overlap_factor, tf, tf);
+                   "not tile the clip for %s (the step must equal the kept part, at %d sample "
+                   "frames per latent frame); use sample tsize = %d x latent tsize", lt, st, f,
+                   encode ? "encoding" : "decoding", tf, tf);
       return FALSE;
     }
   }
   return TRUE;
+}
+
+gboolean
+hv_vae_tiling_validate (const HvVae *vae, const HvVaeTiling *t, GError **error)
+{
+  return tiling_validate_dir (vae, t, FALSE, error);
 }
 
 /* ---- decode ---------------------------------------------------------------------------------- */
@@ -688,15 +711,6 @@ upload_sample (HvVae *vae, const HvTensor *host, int64_t b)
   g_autoptr(HvTensor) v = hv_tensor_new_borrowed (HV_DTYPE_F32, 5, shape, (float *) host->data + b * per,
                                                   NULL, NULL);
   return hv_backend_upload (vae->backend, v);
-}
-
-gboolean
-hv_vae_tiling_active_ (HvVae *vae, const HvTensor *z, const HvVaeTiling *t)
-{
-  if (!t)
-    return FALSE;
-  return (t->temporal && z->shape[2] > t->tile_latent_min_tsize) ||
-         (t->spatial && (z->shape[3] > t->tile_latent_min_size || z->shape[4] > t->tile_latent_min_size));
 }
 
 typedef struct {
@@ -1022,10 +1036,6 @@ hv_vae_encode (HvVae *vae, const HvTensor *video, const HvVaeTiling *tiling, HvT
                  hv_store_path (vae->store));
     return FALSE;
   }
-  if (tiling) {
-    g_set_error (error, HV_ERROR, HV_ERROR_UNSUPPORTED, "VAE: tiled encoding is not implemented");
-    return FALSE;
-  }
   if (!video || video->ndim != 5 || video->shape[1] != vae->cfg.in_channels || video->shape[0] < 1 ||
       video->shape[2] < 1 || video->shape[3] < 1 || video->shape[4] < 1 ||
       !hv_dtype_is_float (video->dtype) || !hv_tensor_is_contiguous (video)) {
@@ -1033,6 +1043,8 @@ hv_vae_encode (HvVae *vae, const HvTensor *video, const HvVaeTiling *tiling, HvT
                  "tensor [B, %d, T, H, W]", vae->cfg.in_channels);
     return FALSE;
   }
+  if (tiling && !tiling_validate_dir (vae, tiling, TRUE, error))
+    return FALSE;
   g_autoptr(HvTensor) vh = host_f32 (vae, video);
   if (!vh)
     return hv_vae_oom_ (error, "the video");
@@ -1041,12 +1053,17 @@ hv_vae_encode (HvVae *vae, const HvTensor *video, const HvVaeTiling *tiling, HvT
     g_autoptr(HvTensor) xs = upload_sample (vae, vh, b);
     if (!xs)
       return hv_vae_oom_ (error, "the video");
-    g_autoptr(HvTensor) m = hv_vae_encode_one_ (vae, xs, TRUE, error);
-    if (!m)
-      return FALSE;
-    g_autoptr(HvTensor) mh = hv_backend_download (vae->backend, m);
-    if (!mh)
-      return hv_vae_oom_ (error, "the moments");
+    g_autoptr(HvTensor) mh = NULL;
+    if (hv_vae_encode_tiling_active_ (vae, xs, tiling)) {
+      if (!(mh = hv_vae_tiled_encode_ (vae, xs, tiling, error)))
+        return FALSE;
+    } else {
+      g_autoptr(HvTensor) m = hv_vae_encode_one_ (vae, xs, TRUE, error);
+      if (!m)
+        return FALSE;
+      if (!(mh = hv_backend_download (vae->backend, m)))
+        return hv_vae_oom_ (error, "the moments");
+    }
     if (!out) {
       int64_t shape[5] = { video->shape[0], mh->shape[1], mh->shape[2], mh->shape[3], mh->shape[4] };
       out = hv_tensor_new (HV_DTYPE_F32, 5, shape);

@@ -149,7 +149,11 @@ HvTensor   *hv_vae_frames_to_u8 (const HvTensor *video, GError **error);
 void        hv_vae_frame_to_u8 (const HvTensor *frame, guint8 *dst);
 
 /* encoder + quant_conv: video [B, 3, T, H, W] in [-1, 1] -> moments [B, 2*latent, T', H', W']
- * (host f32), T' = (T-1)/tc + 1. Untiled (tiling_or_null must be NULL for now). */
+ * (host f32), T' = (T-1)/tc + 1, H' = ceil(H / sf). With a tiling, upstream's encode rules:
+ * temporal_tiled_encode when temporal tiling is on and T > tile_sample_min_tsize (its windows
+ * spatially tiled when wider than tile_sample_min_size), else spatial_tiled_encode when spatial
+ * tiling is on and H or W > tile_sample_min_size, else the untiled encode. The knobs must tile
+ * the input (sample step == kept latents x factor; hv_vae_tiling_init's values do). */
 gboolean    hv_vae_encode (HvVae *vae, const HvTensor *video, const HvVaeTiling *tiling_or_null,
                            HvTensor **moments_out, GError **error);
 /* DiagonalGaussianDistribution of host moments: mean, logvar (clamped to [-30, 20]) and
