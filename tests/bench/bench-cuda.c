@@ -1,7 +1,8 @@
 /* bench-cuda — the CUDA backend at the sizes of the real model, beside the PyTorch anchor of
  * issue 7 (H200, PyTorch 2.11 / diffusers, bf16, random weights).
  *
- *   bench-cuda [--device N] [--only gemm,attn,dit] [--dit-sizes 480,544,720] [--reps N]
+ *   bench-cuda [--device N] [--only gemm,attn,dit,vae] [--dit-sizes 480,544,720] [--reps N]
+ *              [--fixtures DIR] [--vae-dtype f16|bf16]
  *
  *  gemm  bf16 GEMM 67,584×3072×12288 (the MLP down-projection at 544×960×129): cuBLASLt alone
  *        on bf16 operands (what torch times), and hv_op_linear end to end (f32 activations
@@ -13,13 +14,20 @@
  *        tensors of equal fan-in share one random block of memory on the host, each is
  *        uploaded), after one warm-up step at the first size; FLOP model of the issue:
  *        60 × (2 × 113M × L_img + 4 × L² × 3072), L = video + valid text tokens
+ *  vae   VAE decode of latents [1, 16, 33, 68, 120] -> 544×960×129 with the official tiling,
+ *        random real-width decoder weights (f16 by default, as the anchor; config and shapes of
+ *        DIR/manifests/vae_full.json, default DIR tests/data/fixtures), after a warm-up decode
+ *        at 320×320×17
  *
  * Times: device events around the op (gemm, attn; median of --reps after a warm-up), wall
- * clock around forward + synchronize (dit). Inputs are random (never zeros). Peak memory is the
- * backend pool's high-water mark (weights included). Ends with a table; exit 77 without a GPU. */
+ * clock around forward + synchronize (dit) and around the whole decode (vae). Inputs are
+ * random (never zeros). Peak memory is the backend pool's high-water mark (weights included).
+ * Ends with a table; exit 77 without a GPU. */
+#include "bench-common.h"
 #include "hv-backend.h"
 #include "hv-backend-cuda.h"
 #include "hv-dit.h"
+#include "hv-vae.h"
 #include "hv-error.h"
 #include "hv-layout.h"
 #include "hv-kernels.h"
@@ -426,16 +434,78 @@ out:
   check_backend ("DiT");
 }
 
+/* ---- VAE decode --------------------------------------------------------------------------- */
+
+/* The real-width causal 3D VAE decoder (random weights in `dt`, bench-common.c) on latents
+ * [1, 16, 33, 68, 120] -> 544x960x129 with the official tiling (hv_vae_tiling_init: 256 px /
+ * 64 frame tiles, overlap 0.25), as the anchor (diffusers, tiled, fp16) does. Timed: one
+ * hv_vae_decode_z (host latents in, host f32 video out: upload and download included) after a
+ * warm-up decode of 320x320x17 (4 spatial tiles). */
+static void
+bench_vae (const char *fixtures, HvDType dt)
+{
+  g_autoptr(GError) error = NULL;
+  gsize used = 0, peak = 0;
+  gint64 t0 = g_get_monotonic_time ();
+  g_autoptr(HvVae) vae = hv_bench_real_vae (fixtures, dt, be, &error);
+  if (!vae || !check_backend ("VAE upload")) {
+    printf ("bench-cuda: VAE: %s\n", error ? error->message : "upload failed");
+    return;
+  }
+  hv_backend_cuda_mem_stats (be, &used, &peak);
+  printf ("bench-cuda: random real-width VAE decoder (%s weights): made and on the GPU in %.1f s "
+          "(%.2f GB in use)\n", hv_dtype_name (dt), (g_get_monotonic_time () - t0) / 1e6, used / 1e9);
+  fflush (stdout);
+  HvVaeTiling tiling;
+  hv_vae_tiling_init (vae, &tiling);
+  const int64_t warm_shape[5] = { 1, 16, 5, 40, 40 }, shape[5] = { 1, 16, 33, 68, 120 };
+  for (int pass = 0; pass < 2; pass++) {
+    const int64_t *zs = pass == 0 ? warm_shape : shape;
+    g_autoptr(HvTensor) z = hv_tensor_new (HV_DTYPE_F32, 5, zs);
+    if (!z) {
+      printf ("bench-cuda: VAE: out of host memory for the latents\n");
+      return;
+    }
+    guint32 seed = 77 + pass;
+    for (int64_t i = 0; i < hv_tensor_numel (z); i++)
+      ((float *) z->data)[i] = hv_bench_lcg (&seed);
+    g_autoptr(HvTensor) video = NULL;
+    hv_backend_cuda_reset_peak (be);
+    gint64 a = g_get_monotonic_time ();
+    gboolean ok = hv_vae_decode_z (vae, z, &tiling, &video, &error) && check_backend ("VAE decode");
+    double sec = (g_get_monotonic_time () - a) / 1e6;
+    if (!ok) {
+      printf ("bench-cuda: VAE %s: %s\n", pass == 0 ? "warm-up" : "decode", error ? error->message : "failed");
+      return;
+    }
+    if (pass == 0)
+      continue;
+    hv_backend_cuda_mem_stats (be, &used, &peak);
+    gboolean finite = TRUE;
+    for (int64_t j = 0; j < hv_tensor_numel (video); j++)
+      finite &= isfinite (((float *) video->data)[j]) != 0;
+    char what[64];
+    g_snprintf (what, sizeof what, "VAE decode 544x960x129 tiled (%s weights)", hv_dtype_name (dt));
+    add_row (what, "14.8 s, peak 4.6 GB (fp16)", "<= 10 s", "%.2f s, peak %.1f GB%s", sec, peak / 1e9,
+             finite ? "" : " NON-FINITE");
+  }
+}
+
 int
 main (int argc, char **argv)
 {
   int device = 0;
   g_autofree char *only = NULL;
   g_autofree char *dit_sizes = NULL;
+  g_autofree char *fixtures = NULL;
+  g_autofree char *vae_dtype = NULL;
   GOptionEntry entries[] = {
     { "device", 'd', 0, G_OPTION_ARG_INT, &device, "CUDA device index", "N" },
-    { "only", 0, 0, G_OPTION_ARG_STRING, &only, "comma list of gemm, attn, dit (default all)", "LIST" },
+    { "only", 0, 0, G_OPTION_ARG_STRING, &only, "comma list of gemm, attn, dit, vae (default all)", "LIST" },
     { "dit-sizes", 0, 0, G_OPTION_ARG_STRING, &dit_sizes, "comma list of 480, 544, 720 (default all)", "LIST" },
+    { "fixtures", 0, 0, G_OPTION_ARG_FILENAME, &fixtures, "vae: the fixtures folder with manifests/vae_full.json "
+      "(default tests/data/fixtures)", "DIR" },
+    { "vae-dtype", 0, 0, G_OPTION_ARG_STRING, &vae_dtype, "vae: weight dtype f16 or bf16 (default f16)", "DT" },
     { "reps", 'r', 0, G_OPTION_ARG_INT, &reps, "timed repetitions (median; default 5)", "N" },
     { NULL }
   };
@@ -447,6 +517,21 @@ main (int argc, char **argv)
     return 2;
   }
   reps = MAX (reps, 1);
+  static const char *const sections[] = { "gemm", "attn", "dit", "vae", NULL };
+  g_auto(GStrv) parts = g_strsplit (only ? only : "gemm,attn,dit,vae", ",", -1);
+  for (int i = 0; parts[i]; i++)
+    if (!g_strv_contains (sections, parts[i])) {
+      fprintf (stderr, "bench-cuda: unknown section '%s' in --only (gemm, attn, dit, vae)\n", parts[i]);
+      return 2;
+    }
+  HvDType vdt = HV_DTYPE_F16;
+  if (vae_dtype && strcmp (vae_dtype, "f16") != 0) {
+    if (strcmp (vae_dtype, "bf16") != 0) {
+      fprintf (stderr, "bench-cuda: --vae-dtype must be f16 or bf16, not '%s'\n", vae_dtype);
+      return 2;
+    }
+    vdt = HV_DTYPE_BF16;
+  }
   be = hv_backend_cuda_new (device, &error);
   if (!be) {
     printf ("no CUDA device: skipping (%s)\n", error->message);
@@ -454,7 +539,6 @@ main (int argc, char **argv)
   }
   kc = hv_backend_cuda_context (be);
   rows = g_array_new (FALSE, FALSE, sizeof (Row));
-  g_auto(GStrv) parts = g_strsplit (only ? only : "gemm,attn,dit", ",", -1);
   printf ("bench-cuda: %s (sm_%d); anchor: H200, PyTorch 2.11 / diffusers\n", hv_k_ctx_device_name (kc), hv_k_ctx_sm (kc));
 
   if (g_strv_contains ((const char * const *) parts, "gemm"))
@@ -465,13 +549,14 @@ main (int argc, char **argv)
   }
   if (g_strv_contains ((const char * const *) parts, "dit"))
     bench_dit (dit_sizes ? dit_sizes : "480,544,720");
+  if (g_strv_contains ((const char * const *) parts, "vae"))
+    bench_vae (fixtures ? fixtures : "tests/data/fixtures", vdt);
 
   printf ("\n%-44s | %-36s | %-38s | %s\n", "what", hv_k_ctx_device_name (kc), "anchor (H200, PyTorch)", "target");
   for (guint i = 0; i < rows->len; i++) {
     Row *r = &g_array_index (rows, Row, i);
     printf ("%-44s | %-36s | %-38s | %s\n", r->what, r->ours, r->anchor, r->target);
   }
-  printf ("(VAE decode 544x960x129: not benchmarked here yet; anchor 14.8 s, peak 4.6 GB, target <= 10 s)\n");
   g_array_free (rows, TRUE);
   hv_backend_free (be);
   return 0;

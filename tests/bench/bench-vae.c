@@ -1,7 +1,7 @@
 /* bench-vae — CPU decode time and peak memory of the causal 3D VAE: whole decode, exact
  * stream, tiled decode and tiled stream, for the tiny fixture VAE and for a random-weight VAE
  * of the real width (block_out [128, 256, 512, 512], 2 layers, 32 groups: the config of
- * manifests/vae_full.json, decoder weights only, f32).
+ * manifests/vae_full.json, decoder weights only, f32; built by bench-common.c).
  *
  *   bench-vae [--models tiny,real] [--modes whole,stream,stream-nocache,tiled,tiled-stream]
  *             [--tiny-size HxWxF] [--real-size HxWxF] [--tile-px N] [--tile-frames N]
@@ -14,11 +14,9 @@
  * minus the RSS once the weights are loaded. Sizes are in output pixels/frames (F = 1 + 4k).
  * Tiled modes use --tile-px / --tile-frames sample tiles (defaults: 32 / 16 for tiny, 128 / 16
  * for real, so that tiling happens at the default sizes; the official knobs are 256 / 64). */
+#include "bench-common.h"
 #include "hv-vae.h"
 #include "hv-error.h"
-#include <glib/gstdio.h>
-#include <json-glib/json-glib.h>
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,72 +36,6 @@ status_kb (const char *key)
     return -1;
   const char *p = strstr (s, key);
   return p ? strtol (p + strlen (key) + 1, NULL, 10) : -1;
-}
-
-/* uniform in [-1, 1) from a 32-bit LCG: fast and reproducible */
-static inline float
-lcg (guint32 *s)
-{
-  *s = *s * 1664525u + 1013904223u;
-  return (float) ((*s >> 8) / 8388608.0 - 1.0);
-}
-
-/* The real-width decoder with torch-like random init: weights U(+-1/sqrt(fan_in)), norm weights
- * 1, biases 0. */
-static HvVae *
-real_vae (const Opts *o, HvBackend *b, GError **error)
-{
-  g_autofree char *manifest = g_build_filename (o->fixtures, "manifests", "vae_full.json", NULL);
-  g_autoptr(JsonParser) p = json_parser_new ();
-  if (!json_parser_load_from_file (p, manifest, error))
-    return NULL;
-  JsonObject *root = json_node_get_object (json_parser_get_root (p));
-  /* the manifest's config, through the same parser as a config.json */
-  g_autoptr(JsonGenerator) gen = json_generator_new ();
-  g_autoptr(JsonNode) cnode = json_node_new (JSON_NODE_OBJECT);
-  json_node_set_object (cnode, json_object_get_object_member (root, "config"));
-  json_generator_set_root (gen, cnode);
-  g_autofree char *cfg_path = NULL;
-  int fd = g_file_open_tmp ("bench-vae-XXXXXX.json", &cfg_path, error);
-  if (fd < 0)
-    return NULL;
-  close (fd);
-  gboolean ok = json_generator_to_file (gen, cfg_path, error);
-  HvVaeConfig cfg;
-  ok = ok && hv_vae_config_load (&cfg, cfg_path, error);
-  g_unlink (cfg_path);
-  if (!ok)
-    return NULL;
-  JsonObject *sd = json_object_get_object_member (root, "state_dict");
-  HvStore *store = hv_store_new ();
-  g_autoptr(GList) names = json_object_get_members (sd);
-  guint32 seed = 12345;
-  for (GList *l = names; l; l = l->next) {
-    const char *name = l->data;
-    if (!g_str_has_prefix (name, "decoder.") && !g_str_has_prefix (name, "post_quant_conv."))
-      continue;
-    JsonArray *a = json_object_get_array_member (sd, name);
-    int64_t shape[HV_MAX_DIMS];
-    int nd = (int) json_array_get_length (a);
-    for (int i = 0; i < nd; i++)
-      shape[i] = json_array_get_int_element (a, i);
-    HvTensor *t = hv_tensor_new (HV_DTYPE_F32, nd, shape);
-    float *d = t->data;
-    int64_t n = hv_tensor_numel (t);
-    if (nd >= 2) {
-      double bound = 1.0 / sqrt ((double) (n / shape[0]));
-      for (int64_t i = 0; i < n; i++)
-        d[i] = (float) (lcg (&seed) * bound);
-    } else if (g_str_has_suffix (name, ".weight")) {
-      for (int64_t i = 0; i < n; i++)
-        d[i] = 1.0f;
-    }
-    if (!hv_store_insert (store, name, t, error)) {
-      hv_store_free (store);
-      return NULL;
-    }
-  }
-  return hv_vae_new_from_store (store, &cfg, b, error);
 }
 
 typedef struct {
@@ -138,7 +70,8 @@ run_one (const Opts *o, const char *model, const char *mode)
   }
   g_autoptr(HvBackend) b = hv_backend_cpu_new (o->threads);
   g_autofree char *tiny_dir = g_build_filename (o->fixtures, "vae", NULL);
-  g_autoptr(HvVae) vae = real ? real_vae (o, b, &error) : hv_vae_new_from_path (tiny_dir, b, &error);
+  g_autoptr(HvVae) vae = real ? hv_bench_real_vae (o->fixtures, HV_DTYPE_F32, b, &error)
+                              : hv_vae_new_from_path (tiny_dir, b, &error);
   if (!vae) {
     fprintf (stderr, "bench-vae: %s\n", error->message);
     return 1;
@@ -148,7 +81,7 @@ run_one (const Opts *o, const char *model, const char *mode)
   g_autoptr(HvTensor) z = hv_tensor_new (HV_DTYPE_F32, 5, shape);
   guint32 seed = 99;
   for (int64_t i = 0; i < hv_tensor_numel (z); i++)
-    ((float *) z->data)[i] = lcg (&seed) * 0.8f;
+    ((float *) z->data)[i] = hv_bench_lcg (&seed) * 0.8f;
   HvVaeTiling t;
   hv_vae_tiling_init (vae, &t);
   t.tile_sample_min_size = o->tile_px > 0 ? o->tile_px : (real ? 128 : 32);

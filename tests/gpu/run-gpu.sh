@@ -11,7 +11,8 @@
 #   3. hv-fixture --backend cuda on every fixture of tests/data/fixtures (as tests/meson.build
 #      lists them); the fp8 DiT fixture also with HV_CUDA_FP8=bf16 for comparison
 #   4. compute-sanitizer memcheck + racecheck on a few small op cases (if installed)
-#   5. bench-cuda: GEMM, attention, DiT step at the real sizes, beside the PyTorch anchor
+#   5. bench-cuda: GEMM, attention, DiT step at the real sizes, beside the PyTorch anchor, then
+#      the VAE decode at 544x960x129 in its own slot (VAE_S, default 100 s, kept from the total)
 # Writes $OUT/report.txt (short) and one log per step into $OUT (or ./gpu-out without $OUT).
 # Without a bundle it uses build-cuda/ when that holds the three programs.
 set -u
@@ -124,16 +125,28 @@ if command -v compute-sanitizer >/dev/null && [ "$(left)" -gt 280 ]; then
 fi
 
 # ---- 5. benchmark -------------------------------------------------------------------------------
+# GEMM, attention and DiT get what is left minus VAE_S; the VAE decode then runs in its own
+# process (its own pool peak) with whatever is left, at least VAE_S unless steps 1-4 overran.
+VAE_S=${VAE_S:-100}
 say ""
-say "== bench-cuda ($(left) s left) =="
-budget=$(left)
+say "== bench-cuda ($(left) s left, $VAE_S s of it kept for the VAE decode) =="
+budget=$(( $(left) - VAE_S ))
 if [ "$budget" -gt 30 ]; then
-  timeout "$budget" "$BENCH" > "$out/bench.log" 2>&1
+  timeout "$budget" "$BENCH" --only gemm,attn,dit > "$out/bench.log" 2>&1
   rc=$?
   sed -n '/^what /,$p' "$out/bench.log" | tee -a "$report"
   [ $rc = 0 ] || { say "bench-cuda: exit $rc$([ $rc = 124 ] && echo ' (stopped at the time budget; rows so far:)')"; grep -v '^what\|^---' "$out/bench.log" | tail -12 | tee -a "$report"; }
 else
-  say "bench-cuda: skipped (time budget)"
+  say "bench-cuda gemm,attn,dit: skipped (time budget)"
+fi
+budget=$(left)
+if [ "$budget" -gt 45 ]; then
+  timeout "$budget" "$BENCH" --only vae --fixtures "$fixtures" > "$out/bench-vae.log" 2>&1
+  rc=$?
+  sed -n '/^what /,$p' "$out/bench-vae.log" | tail -n +2 | tee -a "$report"
+  [ $rc = 0 ] || { say "bench-cuda vae: exit $rc$([ $rc = 124 ] && echo " (stopped at the time budget, $budget s)")"; grep -v '^what' "$out/bench-vae.log" | tail -4 | tee -a "$report"; }
+else
+  say "bench-cuda vae: skipped (time budget: $budget s left)"
 fi
 say ""
 say "total $(elapsed) s"
