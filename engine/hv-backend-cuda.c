@@ -211,7 +211,8 @@ cuda_rope (HvBackend *b, HvTensor *x, const HvTensor *cos, const HvTensor *sin, 
 {
   int64_t D = x->shape[3];
   RUN (b, "rope", hv_k_rope (bound (b), x->data, cos->data, sin->data, x->shape[0], x->shape[1],
-                             x->shape[2], D, hv_tensor_numel (cos) / D, mode == HV_ROPE_HALF ? 1 : 0));
+                             x->shape[2], D, D ? hv_tensor_numel (cos) / D : 0,
+                             mode == HV_ROPE_HALF ? 1 : 0));
 }
 
 /* Elements per entry of a modulation vector m ([C] shared, or [B, C]) over x. */

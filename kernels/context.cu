@@ -28,6 +28,23 @@ hv_k_launched (HvKCtx *ctx, const char *what)
                     "earlier op)", what, cudaGetErrorString (e), cudaGetErrorName (e));
 }
 
+/* Does nothing: asking for its attributes tells whether this build has machine code for the
+ * device (the library is built for -Dgpu_arch only, without PTX to JIT-compile). */
+__global__ void
+k_probe (int *p)
+{
+  if (p)
+    *p = 1;
+}
+
+#define HV_STR2(...) #__VA_ARGS__
+#define HV_STR(...) HV_STR2 (__VA_ARGS__)
+#ifdef __CUDA_ARCH_LIST__
+#define HV_ARCHS HV_STR (__CUDA_ARCH_LIST__)
+#else
+#define HV_ARCHS "?"
+#endif
+
 static int
 fail_msg (char *msg, size_t len, const char *what, cudaError_t e)
 {
@@ -56,6 +73,19 @@ hv_k_ctx_new (int device, HvKCtx **out, char *msg, size_t msglen)
   if (prop.major < 8) {
     snprintf (msg, msglen, "CUDA device %d (%s) has compute capability %d.%d; hyvideo needs 8.0 or "
               "newer (Ampere, Ada, Hopper)", device, prop.name, prop.major, prop.minor);
+    return 1;
+  }
+
+  /* An sm_90a-only build on an Ampere card (or a newer chip) would fail at the first kernel
+   * launch with "no kernel image": say so here, with what to do. */
+  cudaFuncAttributes fa;
+  if ((e = cudaFuncGetAttributes (&fa, k_probe)) != cudaSuccess) {
+    cudaGetLastError ();
+    snprintf (msg, msglen, "CUDA device %d (%s, compute capability %d.%d) cannot run this build's GPU "
+              "code (it has machine code only for compute capability x10 = %s: %s); rebuild with "
+              "-Dgpu_arch=sm_%d%d%s",
+              device, prop.name, prop.major, prop.minor, HV_ARCHS, cudaGetErrorString (e),
+              prop.major, prop.minor, prop.major == 9 ? "a" : "");
     return 1;
   }
 
@@ -104,12 +134,13 @@ hv_k_ctx_new (int device, HvKCtx **out, char *msg, size_t msglen)
     snprintf (msg, msglen, "cublasLtCreate failed: %s", cublasLtGetStatusString (st));
     goto fail;
   }
-  if ((e = cudaHostAlloc ((void **) &ctx->bad, sizeof *ctx->bad, cudaHostAllocMapped)) != cudaSuccess ||
-      (e = cudaHostGetDevicePointer ((void **) &ctx->bad_dev, ctx->bad, 0)) != cudaSuccess) {
-    fail_msg (msg, msglen, "cudaHostAlloc (mapped)", e);
+  /* device memory, read back after a synchronize: atomics on mapped host memory are not
+   * guaranteed over every PCIe link (a VM's passthrough included) */
+  if ((e = cudaMalloc ((void **) &ctx->bad_dev, sizeof *ctx->bad_dev)) != cudaSuccess ||
+      (e = cudaMemsetAsync (ctx->bad_dev, 0, sizeof *ctx->bad_dev, ctx->stream)) != cudaSuccess) {
+    fail_msg (msg, msglen, "cudaMalloc (bad-index record)", e);
     goto fail;
   }
-  memset (ctx->bad, 0, sizeof *ctx->bad);
   ctx->ws_size = HV_K_WORKSPACE_BYTES;
   ctx->workspace = hv_k_alloc (ctx, ctx->ws_size);
   if (!ctx->workspace) {
@@ -146,8 +177,8 @@ hv_k_ctx_free (HvKCtx *ctx)
    * before the backend) are released with it. */
   if (ctx->pool)
     cudaMemPoolDestroy (ctx->pool);
-  if (ctx->bad)
-    cudaFreeHost (ctx->bad);
+  if (ctx->bad_dev)
+    cudaFree (ctx->bad_dev);
   free (ctx);
 }
 
@@ -207,7 +238,17 @@ hv_k_alloc (HvKCtx *ctx, size_t nbytes)
     e = cudaMallocFromPoolAsync (&p, nbytes, ctx->pool, ctx->stream);
   else
     e = cudaMalloc (&p, nbytes);
+  if (e == cudaErrorMemoryAllocation && ctx->pool) {
+    /* The pool keeps every freed block (release threshold = max); fragmented, those can add up
+     * to the memory a large request needs. Let queued frees complete, hand the unused blocks
+     * back to the device and try once more. */
+    cudaGetLastError ();
+    cudaStreamSynchronize (ctx->stream);
+    cudaMemPoolTrimTo (ctx->pool, 0);
+    e = cudaMallocFromPoolAsync (&p, nbytes, ctx->pool, ctx->stream);
+  }
   if (e != cudaSuccess) {
+    p = NULL;
     cudaGetLastError ();   /* an allocation failure is not sticky: clear it */
     size_t free_b = 0, total_b = 0;
     cudaMemGetInfo (&free_b, &total_b);
@@ -280,13 +321,19 @@ hv_k_synchronize (HvKCtx *ctx)
 int
 hv_k_take_bad_index (HvKCtx *ctx, int64_t *pos, int64_t *id)
 {
-  volatile HvKBadIndex *b = ctx->bad;
-  if (!b->set)
+  HvKBadIndex h;
+  memset (&h, 0, sizeof h);
+  cudaError_t e = cudaMemcpyAsync (&h, ctx->bad_dev, sizeof h, cudaMemcpyDeviceToHost, ctx->stream);
+  if (e == cudaSuccess)
+    e = cudaStreamSynchronize (ctx->stream);
+  if (e != cudaSuccess || !h.set) {
+    if (e != cudaSuccess)
+      cudaGetLastError ();   /* hv_k_synchronize has reported the stream's failure already */
     return 0;
-  *pos = b->pos;
-  *id = b->id;
-  b->pos = b->id = 0;
-  b->set = 0;
+  }
+  *pos = h.pos;
+  *id = h.id;
+  cudaMemsetAsync (ctx->bad_dev, 0, sizeof h, ctx->stream);
   return 1;
 }
 

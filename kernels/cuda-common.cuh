@@ -140,8 +140,7 @@ struct HvKCtx {
   size_t ws_size;
   void *algo_cache;          /* gemm.cu's heuristic cache */
   HvKFp8Mode fp8_mode;
-  HvKBadIndex *bad;          /* pinned, mapped: written by kernels, read after a sync */
-  HvKBadIndex *bad_dev;      /* its device address */
+  HvKBadIndex *bad_dev;      /* device memory: written by get_rows, read back after a sync */
   char err[768];
 };
 

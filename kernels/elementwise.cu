@@ -294,9 +294,14 @@ k_convert_strided (void *y, int ydt, const void *x, int xdt, int64_t n, Strided 
 {
   HV_GRID_STRIDE (i, n) {
     int64_t r = i, off = 0;
-    for (int d = s.ndim - 1; d >= 0; d--) {
-      off += (r % s.shape[d]) * s.stride[d];
-      r /= s.shape[d];
+    /* all 5 dims, unrolled: a run-time index into the parameter arrays would copy them to
+     * local memory; dims past ndim have shape 1 and stride 0 (the test is uniform) */
+#pragma unroll
+    for (int d = 4; d >= 0; d--) {
+      if (d < s.ndim) {
+        off += (r % s.shape[d]) * s.stride[d];
+        r /= s.shape[d];
+      }
     }
     float v = hv_load_f32 (x, xdt, off);
     if (scale != 1.0f)
@@ -358,15 +363,15 @@ hv_k_fill_random (HvKCtx *ctx, void *p, int dt, int64_t n, uint64_t seed, float 
 __global__ void
 k_absmax (unsigned int *acc, const float *x, int64_t n)
 {
-  __shared__ float red[32];
-  float m = 0.0f;
+  unsigned int m = 0;
   HV_GRID_STRIDE (i, n) {
-    float a = fabsf (x[i]);
-    m = (a > m || a != a) ? a : m;
+    unsigned int a = __float_as_uint (fabsf (x[i]));
+    m = a > m ? a : m;
   }
-  m = hv_block_max (m, red);
-  if (threadIdx.x == 0)
-    atomicMax (acc, __float_as_uint (m));
+  /* every lane of every (full) warp gets here; one atomic per warp (sm_80+ reduce) */
+  m = __reduce_max_sync (0xffffffffu, m);
+  if ((threadIdx.x & 31) == 0)
+    atomicMax (acc, m);
 }
 
 __global__ void
@@ -444,10 +449,13 @@ k_permute (T *y, const T *x, int64_t n, PermuteArgs p)
 {
   HV_GRID_STRIDE (i, n) {
     int64_t r = i, off = 0;
-    for (int d = p.ndim - 1; d >= 0; d--) {
-      int64_t idx = r % p.yshape[d];
-      r /= p.yshape[d];
-      off += idx * p.xstride[d];
+#pragma unroll   /* constant indices only: see k_convert_strided */
+    for (int d = 4; d >= 0; d--) {
+      if (d < p.ndim) {
+        int64_t idx = r % p.yshape[d];
+        r /= p.yshape[d];
+        off += idx * p.xstride[d];
+      }
     }
     y[i] = x[off];
   }

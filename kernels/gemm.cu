@@ -233,8 +233,22 @@ matmul (HvKCtx *ctx, const MatmulArgs &p, bool *no_algo)
       if (cache)
         cache_put (cache, key, algo);
     }
-    LT (cublasLtMatmul (ctx->lt, op, &p.alpha, p.a, la, p.b, lb, &beta, p.d, ld, p.d, ld, &algo,
-                        ctx->workspace, ctx->ws_size, ctx->stream));
+    st = cublasLtMatmul (ctx->lt, op, &p.alpha, p.a, la, p.b, lb, &beta, p.d, ld, p.d, ld, &algo,
+                         ctx->workspace, ctx->ws_size, ctx->stream);
+    if (st == CUBLAS_STATUS_NOT_SUPPORTED) {
+      /* the heuristic offered an algorithm that then refused the problem: same way out as
+       * when it offers none */
+      if (!no_algo) {
+        rc = matmul_naive (ctx, p);
+        goto out;
+      }
+      *no_algo = true;
+    }
+    if (st != CUBLAS_STATUS_SUCCESS) {
+      hv_k_fail (ctx, "cuBLASLt cublasLtMatmul failed: %s (GEMM %lld×%lld×%lld, A type %d, B type %d)",
+                 st_str (st), (long long) p.m, (long long) p.n, (long long) p.k, (int) p.at, (int) p.bt);
+      goto out;
+    }
   }
   rc = 0;
 #undef LT
