@@ -5,7 +5,7 @@
 #   tests/gpu/bundle.sh [BUILD_DIR] [BUNDLE_DIR]      (defaults: build-cuda, build-gpu-bundle)
 #
 # BUILD_DIR must be configured with -Dcuda=enabled and built. Copies into BUNDLE_DIR:
-#   bin/  test-backend-ops, hv-fixture, bench-cuda
+#   bin/  test-backend-ops, hv-fixture, test-pipeline-backends, bench-cuda
 #   lib/  every shared library they load except the C/C++ runtime (newer on the GPU machine)
 #         and the CUDA libraries: cuBLASLt alone is ~540 MB, over what a device run carries
 #         (64 MiB); run-gpu.sh finds the GPU machine's own libcudart/libcublasLt (CUDA 13).
@@ -17,7 +17,7 @@ set -eu
 
 build=${1:-build-cuda}
 out=${2:-build-gpu-bundle}
-progs="tests/test-backend-ops tests/hv-fixture tests/bench/bench-cuda"
+progs="tests/test-backend-ops tests/hv-fixture tests/test-pipeline-backends tests/bench/bench-cuda"
 
 for p in $progs; do
   if [ ! -x "$build/$p" ]; then
