@@ -242,6 +242,18 @@ cuda_modulate (HvBackend *b, HvTensor *y, const HvTensor *x, const HvTensor *shi
 }
 
 static void
+cuda_layernorm_modulate (HvBackend *b, HvTensor *y, const HvTensor *x, const HvTensor *shift,
+                         const HvTensor *scale, float eps)
+{
+  int64_t C = last_dim (x);
+  /* rows per modulation vector: per_vector counts elements */
+  int64_t sh_rows = shift && C ? per_vector (x, shift) / C : 1;
+  int64_t sc_rows = scale && C ? per_vector (x, scale) / C : 1;
+  RUN (b, "layernorm_modulate", hv_k_layernorm_modulate (bound (b), y->data, x->data, rows_of (x), C,
+                                                         DATA (shift), sh_rows, DATA (scale), sc_rows, eps));
+}
+
+static void
 cuda_gate_add (HvBackend *b, HvTensor *x, const HvTensor *y, const HvTensor *gate)
 {
   int64_t n = hv_tensor_numel (x);
@@ -380,6 +392,7 @@ static const HvBackendOps cuda_ops = {
   .attention = cuda_attention,
   .rope = cuda_rope,
   .modulate = cuda_modulate,
+  .layernorm_modulate = cuda_layernorm_modulate,
   .gate_add = cuda_gate_add,
   .binary = cuda_binary,
   .scale = cuda_scale,

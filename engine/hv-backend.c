@@ -330,6 +330,23 @@ hv_op_modulate (HvBackend *b, HvTensor *y, const HvTensor *x, const HvTensor *sh
 }
 
 void
+hv_op_layernorm_modulate (HvBackend *b, HvTensor *y, const HvTensor *x, const HvTensor *shift,
+                          const HvTensor *scale, float eps)
+{
+  CHECK_B (b);
+  g_return_if_fail (is_act (b, y) && is_act (b, x) && hv_tensor_same_shape (x, y));
+  g_return_if_fail (shift == NULL || is_mod_vector (b, shift, x));
+  g_return_if_fail (scale == NULL || is_mod_vector (b, scale, x));
+  if (b->ops->layernorm_modulate) {
+    b->ops->layernorm_modulate (b, y, x, shift, scale, eps);
+    return;
+  }
+  b->ops->layernorm (b, y, x, NULL, NULL, eps);
+  if (shift || scale)
+    b->ops->modulate (b, y, y, shift, scale);
+}
+
+void
 hv_op_gate_add (HvBackend *b, HvTensor *x, const HvTensor *y, const HvTensor *gate)
 {
   CHECK_B (b);

@@ -78,6 +78,8 @@ struct _HvBackendOps {
   void (*attention) (HvBackend *b, HvTensor *out, const HvTensor *q, const HvTensor *k, const HvTensor *v, const HvAttnMask *mask, float scale);
   void (*rope) (HvBackend *b, HvTensor *x, const HvTensor *cos, const HvTensor *sin, HvRopeMode mode);
   void (*modulate) (HvBackend *b, HvTensor *y, const HvTensor *x, const HvTensor *shift, const HvTensor *scale);
+  /* optional (NULL: layernorm then modulate) */
+  void (*layernorm_modulate) (HvBackend *b, HvTensor *y, const HvTensor *x, const HvTensor *shift, const HvTensor *scale, float eps);
   void (*gate_add) (HvBackend *b, HvTensor *x, const HvTensor *y, const HvTensor *gate);
   void (*binary) (HvBackend *b, HvTensor *y, const HvTensor *a, const HvTensor *c, int op);
   void (*scale) (HvBackend *b, HvTensor *y, const HvTensor *x, float alpha, float beta);
@@ -140,6 +142,9 @@ void hv_op_attention (HvBackend *b, HvTensor *out, const HvTensor *q, const HvTe
 void hv_op_rope (HvBackend *b, HvTensor *x, const HvTensor *cos, const HvTensor *sin, HvRopeMode mode);
 /* y[B,L,C] = x * (1 + scale[B,C]) + shift[B,C]; shift or scale may be NULL. In place OK. */
 void hv_op_modulate (HvBackend *b, HvTensor *y, const HvTensor *x, const HvTensor *shift, const HvTensor *scale);
+/* The DiT's adaLN: y = layernorm(x, no affine) * (1 + scale) + shift in one pass over x on
+ * backends that fuse it (CUDA), layernorm then modulate elsewhere. In place OK. */
+void hv_op_layernorm_modulate (HvBackend *b, HvTensor *y, const HvTensor *x, const HvTensor *shift, const HvTensor *scale, float eps);
 /* x[B,L,C] += gate[B,C] * y[B,L,C]; gate NULL: x += y. */
 void hv_op_gate_add (HvBackend *b, HvTensor *x, const HvTensor *y, const HvTensor *gate);
 /* y = a (op) c. c has a's shape, or numel(c) divides numel(a) and c repeats over a's rows

@@ -866,9 +866,13 @@ gated_mlp (HvDit *d, HvTensor *x, const HvTensor *shift, const HvTensor *scale, 
       HvTensor xv = rows (x, b, s, n, 0);
       HvTensor nv = work_rows (nb, full, b, s, n), hv = work_rows (hb, full, b, s, n);
       HvTensor ov = work_rows (ob, full, b, s, n);
-      hv_op_layernorm (d->b, &nv, &xv, ln_w, ln_b, LN_EPS);
-      if (shift || scale)
-        hv_op_modulate (d->b, &nv, &nv, shift ? &sh : NULL, scale ? &sc : NULL);
+      if (ln_w || ln_b) {
+        hv_op_layernorm (d->b, &nv, &xv, ln_w, ln_b, LN_EPS);
+        if (shift || scale)
+          hv_op_modulate (d->b, &nv, &nv, shift ? &sh : NULL, scale ? &sc : NULL);
+      } else {
+        hv_op_layernorm_modulate (d->b, &nv, &xv, shift ? &sh : NULL, scale ? &sc : NULL, LN_EPS);
+      }
       hv_op_linear (d->b, &hv, &nv, fc1->w, fc1->b);
       hv_op_unary (d->b, &hv, &hv, fn);
       hv_op_linear (d->b, &ov, &hv, fc2->w, fc2->b);
@@ -995,8 +999,7 @@ stream_qkv (HvDit *d, const Stream *s, const HvTensor *x, const HvTensor *mods, 
   HvTensor shift = chunk (mods, 0), scale = chunk (mods, 1);
   HV_ARENA_SCOPE (d->arena);
   ACT (xm, 3, B, n, C, 0);
-  hv_op_layernorm (d->b, xm, x, NULL, NULL, LN_EPS);
-  hv_op_modulate (d->b, xm, xm, &shift, &scale);
+  hv_op_layernorm_modulate (d->b, xm, x, &shift, &scale, LN_EPS);
   if (d->capture) {
     ACT (qkv, 3, B, n, 3 * C, 0);
     hv_op_linear (d->b, qkv, xm, s->qkv.w, s->qkv.b);
@@ -1120,8 +1123,7 @@ single_block (HvDit *d, int i, HvTensor *x, const HvTensor *svec, const HvAttnMa
   HvTensor shift = chunk (mods, 0), scale = chunk (mods, 1), gate = chunk (mods, 2);
 
   ACT (xm, 3, B, N, C, 0);
-  hv_op_layernorm (d->b, xm, x, NULL, NULL, LN_EPS);
-  hv_op_modulate (d->b, xm, xm, &shift, &scale);
+  hv_op_layernorm_modulate (d->b, xm, x, &shift, &scale, LN_EPS);
   if (d->capture) {
     HV_ARENA_SCOPE (d->arena);
     ACT (l1, 3, B, N, 3 * C + M, 0);
@@ -1591,8 +1593,7 @@ hv_dit_forward (HvDit *d, HvTensor *out, const HvTensor *x, const float *t, cons
     ACT (xi, 3, B, Ni, C, 0);
     hv_op_slice (d->b, xi, xs, 1, 0);
     g_clear_pointer (&xs, hv_tensor_free);
-    hv_op_layernorm (d->b, xi, xi, NULL, NULL, LN_EPS);
-    hv_op_modulate (d->b, xi, xi, &shift, &scale);
+    hv_op_layernorm_modulate (d->b, xi, xi, &shift, &scale, LN_EPS);
     hv_op_linear (d->b, fo, xi, d->final_lin.w, d->final_lin.b);
   }
   cap (d, "final_layer_out", fo);

@@ -133,6 +133,11 @@ int hv_k_quantize_e4m3 (HvKCtx *ctx, void *y, const float *x, int64_t n, const f
 int hv_k_layernorm (HvKCtx *ctx, float *y, const float *x, int64_t rows, int64_t C,
                     const void *w, int wdt, float wscale, const void *bias, int bdt, float bscale,
                     float eps);
+/* y = layernorm(x) * (1 + scale[v]) + shift[v] (no affine), v = row / *_rows: the modulation
+ * vector of a row's batch. shift / scale may be NULL. */
+int hv_k_layernorm_modulate (HvKCtx *ctx, float *y, const float *x, int64_t rows, int64_t C,
+                             const float *shift, int64_t shift_rows, const float *scale,
+                             int64_t scale_rows, float eps);
 int hv_k_rmsnorm (HvKCtx *ctx, float *y, const float *x, int64_t rows, int64_t C,
                   const void *w, int wdt, float wscale, float eps);
 int hv_k_softmax (HvKCtx *ctx, float *y, const float *x, int64_t rows, int64_t C);

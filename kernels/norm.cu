@@ -80,6 +80,43 @@ k_layernorm (float *y, const float *x, int64_t rows, int C, const void *w, int w
   }
 }
 
+/* The adaLN of the DiT: the layernorm's last pass applies the modulation, so x is read (from
+ * L2 after the first pass) and y written once instead of twice each. */
+template <bool WARP>
+__global__ void
+k_layernorm_modulate (float *y, const float *x, int64_t rows, int C, const float *shift,
+                      int64_t shift_rows, const float *scale, int64_t scale_rows, float eps)
+{
+  __shared__ float red[32];
+  int64_t row;
+  int t0, ts;
+  if (!row_of<WARP> (rows, &row, &t0, &ts))
+    return;
+  const float *xr = x + row * C;
+  float *yr = y + row * C;
+  const float *sh = shift ? shift + (row / shift_rows) * C : NULL;
+  const float *sc = scale ? scale + (row / scale_rows) * C : NULL;
+  float s = 0.0f;
+  for (int i = t0; i < C; i += ts)
+    s += xr[i];
+  float mean = row_sum<WARP> (s, red) / C;
+  float d2 = 0.0f;
+  for (int i = t0; i < C; i += ts) {
+    float d = xr[i] - mean;
+    d2 += d * d;
+  }
+  float var = row_sum<WARP> (d2, red) / C;
+  float rstd = 1.0f / sqrtf (var + eps);
+  for (int i = t0; i < C; i += ts) {
+    float v = (xr[i] - mean) * rstd;
+    if (sc)
+      v = v * (1.0f + sc[i]);
+    if (sh)
+      v = v + sh[i];
+    yr[i] = v;
+  }
+}
+
 template <bool WARP>
 __global__ void
 k_rmsnorm (float *y, const float *x, int64_t rows, int C, const void *w, int wdt, float wscale,
@@ -164,6 +201,26 @@ hv_k_layernorm (HvKCtx *ctx, float *y, const float *x, int64_t rows, int64_t C, 
     k_layernorm<false><<<(unsigned int) rows, BLOCK_THREADS, 0, ctx->stream>>> (
         y, x, rows, (int) C, w, wdt, wscale, bias, bdt, bscale, eps);
   return hv_k_launched (ctx, "layernorm");
+}
+
+int
+hv_k_layernorm_modulate (HvKCtx *ctx, float *y, const float *x, int64_t rows, int64_t C,
+                         const float *shift, int64_t shift_rows, const float *scale,
+                         int64_t scale_rows, float eps)
+{
+  if (rows == 0 || C == 0)
+    return 0;
+  if (check_rows (ctx, "layernorm_modulate", rows, C))
+    return 1;
+  if ((shift && shift_rows <= 0) || (scale && scale_rows <= 0))
+    return hv_k_fail (ctx, "layernorm_modulate: bad rows per modulation vector");
+  if (use_warp (C))
+    k_layernorm_modulate<true><<<warp_blocks (rows), ROWS_PER_BLOCK * 32, 0, ctx->stream>>> (
+        y, x, rows, (int) C, shift, shift_rows, scale, scale_rows, eps);
+  else
+    k_layernorm_modulate<false><<<(unsigned int) rows, BLOCK_THREADS, 0, ctx->stream>>> (
+        y, x, rows, (int) C, shift, shift_rows, scale, scale_rows, eps);
+  return hv_k_launched (ctx, "layernorm_modulate");
 }
 
 int
