@@ -1,7 +1,9 @@
 /* attention.cu — fused attention (flash-attention style: online softmax, no Lq×Lk matrix in
  * memory) with HunyuanVideo's masks.
  *
- * Two kernels:
+ * Three kernels:
+ *  - k_flash_wgmma (attention-wgmma.cu): D = 128 on Hopper (sm_90a build, compute 9.0 device),
+ *    warpgroup MMA; the default there (HV_CUDA_ATTN=mma or f32 selects the others).
  *  - k_flash_mma: D = 32, 64, 128 on sm_80+. q, k, v are first rounded to bf16 (one pass each);
  *    a block of 4 warps owns 64 query rows of one head (16 per warp), streams 64-key tiles of K
  *    and V through double-buffered shared memory (cp.async), computes S = Q·Kᵀ and O += P·V
@@ -16,113 +18,16 @@
  * pair allowed: no per-element test) or MASKED (per-element test). For the DiT's segment mask
  * (video + valid text in one segment, padded text in another) almost every tile is FULL and the
  * padded keys' tiles are SKIPped. Rows with no allowed key produce zeros. */
-#include "cuda-common.cuh"
+#include "attention-common.cuh"
 #include <limits.h>
+#include <stdlib.h>
 #include <string.h>
 
 namespace {
 
-enum { TILE_SKIP = 0, TILE_FULL = 1, TILE_MASKED = 2 };
-
-struct AttnParams {
-  const __nv_bfloat16 *qh, *kh, *vh;   /* mma path */
-  const float *qf, *kf, *vf;           /* fp32 path */
-  float *out;
-  int64_t Lq, Lk;
-  int H, Hkv, D;
-  float scale_log2;                    /* softmax scale × log2(e): exponentials are exp2 */
-  const int32_t *seg_q, *seg_k;
-  const uint8_t *allow;
-  int allow_batched;
-  int causal;
-  const int2 *ktile_mm;                /* [B, nkt] min/max of seg_k per key tile, or NULL */
-  int nkt;                             /* key tiles of the kernel's tile size */
-};
-
-__device__ __forceinline__ bool
-allowed (const AttnParams &p, int b, int64_t qi, int64_t kj)
-{
-  if (qi >= p.Lq || kj >= p.Lk)
-    return false;
-  if (p.causal && kj > qi)
-    return false;
-  if (p.seg_q && p.seg_q[b * p.Lq + qi] != p.seg_k[b * p.Lk + kj])
-    return false;
-  if (p.allow && !p.allow[((p.allow_batched ? b * p.Lq : 0) + qi) * p.Lk + kj])
-    return false;
-  return true;
-}
-
-/* The same answer for every thread of the block (all inputs are block-uniform). */
-__device__ __forceinline__ int
-tile_mode (const AttnParams &p, int b, int kt, int bc, int64_t q0, int64_t q_last, int qmin,
-           int qmax)
-{
-  int64_t k0 = (int64_t) kt * bc;
-  int64_t k_last = k0 + bc <= p.Lk ? k0 + bc - 1 : p.Lk - 1;
-  if (p.causal && k0 > q_last)
-    return TILE_SKIP;
-  bool need = k0 + bc > p.Lk || p.allow != NULL;
-  if (p.causal && k_last > q0)
-    need = true;
-  if (p.seg_q) {
-    int2 km = p.ktile_mm[(int64_t) b * p.nkt + kt];
-    if (km.y < qmin || km.x > qmax)
-      return TILE_SKIP;
-    if (!(qmin == qmax && km.x == km.y))
-      need = true;
-  }
-  return need ? TILE_MASKED : TILE_FULL;
-}
-
-/* min/max of seg_q over this block's valid query rows, computed by warp 0 into s[0..1]. */
-__device__ __forceinline__ void
-query_seg_range (const AttnParams &p, int b, int64_t q0, int rows, int *s)
-{
-  if (threadIdx.x >= 32)
-    return;
-  int mn = INT_MAX, mx = INT_MIN;
-  if (p.seg_q) {
-    for (int r = threadIdx.x; r < rows; r += 32) {
-      int64_t qi = q0 + r;
-      if (qi < p.Lq) {
-        int v = p.seg_q[b * p.Lq + qi];
-        mn = min (mn, v);
-        mx = max (mx, v);
-      }
-    }
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1) {
-      mn = min (mn, __shfl_xor_sync (0xffffffffu, mn, o));
-      mx = max (mx, __shfl_xor_sync (0xffffffffu, mx, o));
-    }
-  }
-  if (threadIdx.x == 0) {
-    s[0] = mn;
-    s[1] = mx;
-  }
-}
+using namespace hv_attn;
 
 /* ---- the bf16 tensor-core kernel ------------------------------------------------------------ */
-
-__device__ __forceinline__ void
-cp_async16 (void *smem, const void *gmem, int src_bytes)
-{
-  unsigned int s = (unsigned int) __cvta_generic_to_shared (smem);
-  asm volatile ("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" :: "r"(s), "l"(gmem), "r"(src_bytes));
-}
-
-__device__ __forceinline__ void
-cp_async_commit ()
-{
-  asm volatile ("cp.async.commit_group;\n" ::);
-}
-
-__device__ __forceinline__ void
-cp_async_wait_all ()
-{
-  asm volatile ("cp.async.wait_group 0;\n" ::: "memory");
-}
 
 __device__ __forceinline__ void
 ldmatrix_x4 (uint32_t *r, const void *smem)
@@ -148,13 +53,6 @@ mma_bf16 (float *c, const uint32_t *a, uint32_t b0, uint32_t b1)
                 "{%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};\n"
                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-}
-
-__device__ __forceinline__ uint32_t
-pack_bf16 (float lo, float hi)
-{
-  __nv_bfloat162 v = __floats2bfloat162_rn (lo, hi);   /* .x (low half) = lo */
-  return *(const uint32_t *) &v;
 }
 
 /* Element offset of (row, 16-byte chunk) in a swizzled [rows][D] bf16 tile. */
@@ -548,7 +446,31 @@ launch_f32 (HvKCtx *ctx, const AttnParams &p, int64_t B)
   return hv_k_launched (ctx, "attention (fp32)");
 }
 
+enum { KERNEL_F32 = 0, KERNEL_MMA = 1, KERNEL_WGMMA = 2 };
+
+/* force_generic (tests) or HV_CUDA_ATTN=f32 → fp32 kernel; HV_CUDA_ATTN=mma → mma.sync kernel;
+ * otherwise (unset or "wgmma") the Hopper wgmma kernel for D = 128 where the device is compute
+ * 9.0 and this build has sm_90a code, else mma.sync (sm_80+, D = 32/64/128), else fp32. */
+int
+choose_kernel (HvKCtx *ctx, int64_t D, int force_generic)
+{
+  const char *env = getenv ("HV_CUDA_ATTN");
+  const bool env_f32 = env && strcmp (env, "f32") == 0, env_mma = env && strcmp (env, "mma") == 0;
+  if (force_generic || env_f32 || ctx->sm < 80 || !(D == 32 || D == 64 || D == 128))
+    return KERNEL_F32;
+  if (!env_mma && D == 128 && wgmma_available (ctx))
+    return KERNEL_WGMMA;
+  return KERNEL_MMA;
+}
+
 } /* namespace */
+
+const char *
+hv_k_attention_kernel (HvKCtx *ctx, int64_t D, int force_generic)
+{
+  static const char *const names[] = { "f32", "mma", "wgmma" };
+  return names[choose_kernel (ctx, D, force_generic)];
+}
 
 int
 hv_k_attention (HvKCtx *ctx, float *out, const float *q, const float *k, const float *v,
@@ -585,8 +507,9 @@ hv_k_attention (HvKCtx *ctx, float *out, const float *q, const float *k, const f
     p.allow_batched = mask->allow_batched;
     p.causal = mask->causal;
   }
-  const bool mma = !force_generic && ctx->sm >= 80 && (D == 32 || D == 64 || D == 128);
-  const int bc = mma ? MMA_BC : F_BC;
+  const int which = choose_kernel (ctx, D, force_generic);
+  const bool wg = which == KERNEL_WGMMA, mma = which == KERNEL_MMA;
+  const int bc = wg ? WG_BC : mma ? MMA_BC : F_BC;
   int rc = 1;
   int2 *mm = NULL;
   __nv_bfloat16 *qh = NULL, *kh = NULL, *vh = NULL;
@@ -603,7 +526,24 @@ hv_k_attention (HvKCtx *ctx, float *out, const float *q, const float *k, const f
     p.ktile_mm = mm;
   }
 
-  if (mma) {
+  if (wg) {
+    /* q, k rounded to bf16 as for mma.sync; v transposed to [B, Hkv, D, Lkp] in the same pass */
+    int64_t nq = B * Lq * H * D, nk = B * Lk * Hkv * D;
+    p.Lkp = (Lk + WG_BC - 1) / WG_BC * WG_BC;
+    qh = (__nv_bfloat16 *) hv_k_alloc (ctx, (size_t) nq * 2);
+    kh = (__nv_bfloat16 *) hv_k_alloc (ctx, (size_t) nk * 2);
+    vh = (__nv_bfloat16 *) hv_k_alloc (ctx, (size_t) (B * Hkv * D * p.Lkp) * 2);
+    if (!qh || !kh || !vh)
+      goto out;
+    if (hv_k_convert (ctx, qh, HV_K_BF16, q, HV_K_F32, nq, 1.0f) ||
+        hv_k_convert (ctx, kh, HV_K_BF16, k, HV_K_F32, nk, 1.0f) ||
+        wgmma_pack_v (ctx, vh, v, B, Lk, (int) Hkv, (int) D, p.Lkp))
+      goto out;
+    p.qh = qh;
+    p.kh = kh;
+    p.vt = vh;
+    rc = wgmma_launch (ctx, p, B);
+  } else if (mma) {
     int64_t nq = B * Lq * H * D, nk = B * Lk * Hkv * D;
     qh = (__nv_bfloat16 *) hv_k_alloc (ctx, (size_t) nq * 2);
     kh = (__nv_bfloat16 *) hv_k_alloc (ctx, (size_t) nk * 2);

@@ -162,13 +162,17 @@ typedef struct {
 } HvKAttnMask;
 
 /* out [B, Lq, H, D] = softmax(q kᵀ · scale + mask) v; k, v [B, Lk, Hkv, D]. Rows with no allowed
- * key give zeros. D = 32, 64, 128 (sm_80+): fused bf16 tensor-core kernel (mma.sync, online
- * softmax, fp32 accumulation); any other D <= 512: fused fp32 kernel. force_generic (tests)
- * selects the fp32 kernel always. */
+ * key give zeros. D = 128 on a compute 9.0 device with an sm_90a build: fused bf16 wgmma kernel
+ * (attention-wgmma.cu); D = 32, 64, 128 (sm_80+): fused bf16 tensor-core kernel (mma.sync,
+ * online softmax, fp32 accumulation); any other D <= 512: fused fp32 kernel. force_generic
+ * (tests) selects the fp32 kernel always; environment HV_CUDA_ATTN = wgmma | mma | f32 picks
+ * one (a kernel that cannot run the case falls back along wgmma → mma → f32). */
 int hv_k_attention (HvKCtx *ctx, float *out, const float *q, const float *k, const float *v,
                     int64_t B, int64_t Lq, int64_t Lk, int64_t H, int64_t Hkv, int64_t D,
                     const HvKAttnMask *mask, float scale, int force_generic);
 #define HV_K_ATTN_MAX_D 512
+/* Which kernel hv_k_attention would run for head dim D now: "wgmma", "mma" or "f32". */
+const char *hv_k_attention_kernel (HvKCtx *ctx, int64_t D, int force_generic);
 
 /* ---- conv3d (conv3d.cu) -------------------------------------------------------------------- */
 

@@ -429,6 +429,7 @@ typedef struct {
   gboolean seg, causal, allow;
   gboolean force_f32;
   double bound;
+  const char *kernel;   /* HV_CUDA_ATTN for the GPU side ("wgmma", "mma"); NULL: the default */
 } AttnCase;
 
 static void
@@ -471,10 +472,15 @@ attention_case (const char *name, const AttnCase *a)
   Pair o = out_t (HV_DTYPE_F32, 4, qs);
   float scale = 1.0f / sqrtf ((float) a->D);
   hv_op_attention (cpu, o.c, q.c, k.c, v.c, masked ? &mc : NULL, scale);
-  if (a->force_f32)
-    g_setenv ("HV_CUDA_ATTN", "f32", TRUE);
+  /* the kernel choice is read from the environment at each call; restore the caller's */
+  g_autofree char *env_saved = g_strdup (g_getenv ("HV_CUDA_ATTN"));
+  if (a->force_f32 || a->kernel)
+    g_setenv ("HV_CUDA_ATTN", a->force_f32 ? "f32" : a->kernel, TRUE);
   hv_op_attention (gpu, o.g, q.g, k.g, v.g, masked ? &mg : NULL, scale);
-  g_unsetenv ("HV_CUDA_ATTN");
+  if (env_saved)
+    g_setenv ("HV_CUDA_ATTN", env_saved, TRUE);
+  else
+    g_unsetenv ("HV_CUDA_ATTN");
   check (name, &o, a->bound);
   pair_clear (&q);
   pair_clear (&k);
@@ -504,6 +510,32 @@ test_attention (void)
   attention_case ("attention D16 (fp32 kernel) GQA allow", &(AttnCase) { 2, 40, 50, 4, 2, 16, .allow = TRUE, .bound = f32 });
   attention_case ("attention D128 forced fp32 kernel, segments", &(AttnCase) { 2, 130, 130, 2, 2, 128, .seg = TRUE, .force_f32 = TRUE, .bound = f32 });
   attention_case ("attention D64 forced fp32 kernel, causal GQA", &(AttnCase) { 1, 77, 77, 4, 2, 64, .causal = TRUE, .force_f32 = TRUE, .bound = f32 });
+
+  /* each tensor-core kernel forced (HV_CUDA_ATTN): the Hopper wgmma kernel (D = 128, sm_90a
+   * build on a compute 9.0 device; elsewhere the request falls back to mma.sync) and mma.sync.
+   * Shapes: 128-row query blocks / 128-key tiles with tails, the DiT segment mask with padded
+   * text (SKIPped key tiles), Llama's GQA 32/8-style causal, Lq != Lk, a row that sees nothing. */
+  static const char *const kernels[] = { "wgmma", "mma" };
+  for (int i = 0; i < 2; i++) {
+    const char *kn = kernels[i];
+    char name[96];
+#define ATTN_K(label, ...) \
+    do { \
+      g_snprintf (name, sizeof name, "attention %s D128 %s", kn, label); \
+      attention_case (name, &(AttnCase) { __VA_ARGS__, .bound = tc, .kernel = kn }); \
+    } while (0)
+    ATTN_K ("B2 L200 H4 full", 2, 200, 200, 4, 4, 128);
+    ATTN_K ("B2 L333 H3 segments (DiT mask)", 2, 333, 333, 3, 3, 128, .seg = TRUE);
+    ATTN_K ("B1 L700 H2 segments, padded text SKIPped", 1, 700, 700, 2, 2, 128, .seg = TRUE);
+    ATTN_K ("B1 L300 H8/2 GQA causal", 1, 300, 300, 8, 2, 128, .causal = TRUE);
+    ATTN_K ("B2 L150 H2 allow mask", 2, 150, 150, 2, 2, 128, .allow = TRUE);
+    ATTN_K ("B2 L260 H2 segments+causal", 2, 260, 260, 2, 2, 128, .seg = TRUE, .causal = TRUE);
+    ATTN_K ("Lq5 Lk333 H4/4", 1, 5, 333, 4, 4, 128);
+    ATTN_K ("Lq333 Lk5 causal", 1, 333, 5, 2, 1, 128, .causal = TRUE);
+    ATTN_K ("Lq200 Lk1000 H2/1", 1, 200, 1000, 2, 1, 128);
+    ATTN_K ("L1 H1", 1, 1, 1, 1, 1, 128);
+#undef ATTN_K
+  }
 }
 
 static void
@@ -556,9 +588,44 @@ modulate_case (const char *name, int64_t B, int64_t L, int64_t C, int shift_kind
   pair_clear (&sc);
 }
 
+/* The fused adaLN (layernorm without affine, then modulate); in place when inplace. */
+static void
+ln_modulate_case (const char *name, int64_t B, int64_t L, int64_t C, int shift_kind, int scale_kind,
+                  gboolean inplace)
+{
+  if (!selected (name))
+    return;
+  const int64_t xs[3] = { B, L, C };
+  Pair x = up_free (rand_f32 (3, xs, 3.0f));
+  Pair sh = { NULL, NULL }, sc = { NULL, NULL };
+  if (shift_kind)
+    sh = up_free (shift_kind == 1 ? rand_f32 (1, &C, 1.0f) : rand_f32 (2, (int64_t[]) { B, C }, 1.0f));
+  if (scale_kind)
+    sc = up_free (scale_kind == 1 ? rand_f32 (1, &C, 1.0f) : rand_f32 (2, (int64_t[]) { B, C }, 1.0f));
+  if (inplace) {
+    hv_op_layernorm_modulate (cpu, x.c, x.c, sh.c, sc.c, 1e-6f);
+    hv_op_layernorm_modulate (gpu, x.g, x.g, sh.g, sc.g, 1e-6f);
+    check (name, &x, 1e-5);
+  } else {
+    Pair y = out_t (HV_DTYPE_F32, 3, xs);
+    hv_op_layernorm_modulate (cpu, y.c, x.c, sh.c, sc.c, 1e-6f);
+    hv_op_layernorm_modulate (gpu, y.g, x.g, sh.g, sc.g, 1e-6f);
+    check (name, &y, 1e-5);
+    pair_clear (&y);
+  }
+  pair_clear (&x);
+  pair_clear (&sh);
+  pair_clear (&sc);
+}
+
 static void
 test_modulate (void)
 {
+  ln_modulate_case ("layernorm_modulate [2,40,3072] shift+scale [B,C]", 2, 40, 3072, 2, 2, FALSE);
+  ln_modulate_case ("layernorm_modulate [2,40,3072] in place", 2, 40, 3072, 2, 2, TRUE);
+  ln_modulate_case ("layernorm_modulate [3,10,33] shift [C] scale [B,C]", 3, 10, 33, 1, 2, FALSE);
+  ln_modulate_case ("layernorm_modulate [1,9,96] scale only", 1, 9, 96, 0, 1, FALSE);
+  ln_modulate_case ("layernorm_modulate [2,5,64] neither", 2, 5, 64, 0, 0, TRUE);
   modulate_case ("modulate [2,77,96] shift+scale [B,C]", 2, 77, 96, 2, 2, FALSE);
   modulate_case ("modulate [2,77,96] shift only", 2, 77, 96, 2, 0, FALSE);
   modulate_case ("modulate [2,77,96] scale only, shared", 2, 77, 96, 0, 1, FALSE);
@@ -767,9 +834,12 @@ test_movers (void)
   }
 }
 
+/* path: NULL = the backend's choice; "im2col" / "igemm" forces a CUDA conv3d path
+ * (HV_CUDA_CONV, read on every call) */
 static void
-conv_case (const char *name, int64_t B, int64_t Ci, int64_t T, int64_t H, int64_t W, int64_t Co,
-           const int *k, const int *stride, const int *pad, HvDType wdt, gboolean bias, double bound)
+conv_case_path (const char *name, const char *path, int64_t B, int64_t Ci, int64_t T, int64_t H,
+                int64_t W, int64_t Co, const int *k, const int *stride, const int *pad, HvDType wdt,
+                gboolean bias, double bound)
 {
   if (!selected (name))
     return;
@@ -784,7 +854,10 @@ conv_case (const char *name, int64_t B, int64_t Ci, int64_t T, int64_t H, int64_
     bb = up_free (host_rand (HV_DTYPE_BF16, 1, &Co, 0.5f, 0.0f, VAL_F32, 1.0f));
   Pair y = out_t (HV_DTYPE_F32, SHAPE (B, Co, To, Ho, Wo));
   hv_op_conv3d (cpu, y.c, x.c, w.c, bb.c, stride, pad);
+  if (path)
+    g_setenv ("HV_CUDA_CONV", path, TRUE);
   hv_op_conv3d (gpu, y.g, x.g, w.g, bb.g, stride, pad);
+  g_unsetenv ("HV_CUDA_CONV");
   check (name, &y, bound);
   pair_clear (&x);
   pair_clear (&w);
@@ -793,8 +866,44 @@ conv_case (const char *name, int64_t B, int64_t Ci, int64_t T, int64_t H, int64_
 }
 
 static void
+conv_case (const char *name, int64_t B, int64_t Ci, int64_t T, int64_t H, int64_t W, int64_t Co,
+           const int *k, const int *stride, const int *pad, HvDType wdt, gboolean bias, double bound)
+{
+  conv_case_path (name, NULL, B, Ci, T, H, W, Co, k, stride, pad, wdt, bias, bound);
+}
+
+/* The same case on each CUDA path: the implicit-GEMM kernel (igemm-wide: its 4-warp variant,
+ * different only for Co > 64) and the im2col + cuBLASLt fallback. */
+static void
+conv_case_both (const char *what, int64_t B, int64_t Ci, int64_t T, int64_t H, int64_t W,
+                int64_t Co, const int *k, const int *stride, const int *pad, HvDType wdt,
+                gboolean bias, double bound)
+{
+  static const char *const paths[] = { "igemm", "igemm-wide", "im2col" };
+  for (int i = 0; i < 3; i++) {
+    g_autofree char *name = g_strdup_printf ("conv3d %s %s", paths[i], what);
+    conv_case_path (name, paths[i], B, Ci, T, H, W, Co, k, stride, pad, wdt, bias, bound);
+  }
+}
+
+static void
 test_conv (void)
 {
+  /* implicit GEMM: K chunks of 32 channels of one tap, tiles of 128 positions x 32/64/128 Co */
+  conv_case_both ("3x3x3 p1 Ci40 Co40 odd T/H/W +bias", 1, 40, 5, 9, 11, 40, (int[]) { 3, 3, 3 },
+                  (int[]) { 1, 1, 1 }, (int[]) { 1, 1, 1 }, HV_DTYPE_BF16, TRUE, 2e-6);
+  conv_case_both ("1x1x1 Ci64 Co130 B2", 2, 64, 3, 8, 12, 130, (int[]) { 1, 1, 1 }, (int[]) { 1, 1, 1 },
+                  (int[]) { 0, 0, 0 }, HV_DTYPE_BF16, TRUE, 2e-6);
+  conv_case_both ("3x3x3 s2 p1 Ci32 Co16 B2", 2, 32, 5, 9, 10, 16, (int[]) { 3, 3, 3 }, (int[]) { 2, 2, 2 },
+                  (int[]) { 1, 1, 1 }, HV_DTYPE_BF16, TRUE, 2e-6);
+  conv_case_both ("3x3x3 p0 Ci128 Co128 (VAE, pre-padded)", 1, 128, 4, 18, 34, 128, (int[]) { 3, 3, 3 },
+                  (int[]) { 1, 1, 1 }, (int[]) { 0, 0, 0 }, HV_DTYPE_BF16, TRUE, 2e-6);
+  conv_case_both ("3x3x3 p1 Ci32 Co3 (conv_out)", 1, 32, 3, 6, 7, 3, (int[]) { 3, 3, 3 }, (int[]) { 1, 1, 1 },
+                  (int[]) { 1, 1, 1 }, HV_DTYPE_BF16, TRUE, 2e-6);
+  conv_case_both ("3x3x3 p(0,1,1) Ci3 Co20 (conv_in)", 1, 3, 4, 7, 9, 20, (int[]) { 3, 3, 3 }, (int[]) { 1, 1, 1 },
+                  (int[]) { 0, 1, 1 }, HV_DTYPE_BF16, FALSE, 2e-6);
+  conv_case_both ("3x3x3 p0 Ci48 Co72 f16 weights", 1, 48, 3, 7, 9, 72, (int[]) { 3, 3, 3 }, (int[]) { 1, 1, 1 },
+                  (int[]) { 0, 0, 0 }, HV_DTYPE_F16, TRUE, 1e-2);
   conv_case ("conv3d 3x3x3 s1 p1 bf16 +bias", 1, 8, 5, 9, 11, 16, (int[]) { 3, 3, 3 }, (int[]) { 1, 1, 1 },
              (int[]) { 1, 1, 1 }, HV_DTYPE_BF16, TRUE, 2e-6);
   conv_case ("conv3d 3x3x3 s(1,2,2) p(0,1,1) B2", 2, 6, 4, 10, 12, 8, (int[]) { 3, 3, 3 }, (int[]) { 1, 2, 2 },

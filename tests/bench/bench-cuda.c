@@ -1,14 +1,19 @@
 /* bench-cuda — the CUDA backend at the sizes of the real model, beside the PyTorch anchor of
  * issue 7 (H200, PyTorch 2.11 / diffusers, bf16, random weights).
  *
- *   bench-cuda [--device N] [--only gemm,attn,dit,vae] [--dit-sizes 480,544,720] [--reps N]
+ *   bench-cuda [--device N] [--only gemm,conv,attn,dit,vae] [--dit-sizes 480,544,720] [--reps N]
  *              [--fixtures DIR] [--vae-dtype f16|bf16]
  *
  *  gemm  bf16 GEMM 67,584×3072×12288 (the MLP down-projection at 544×960×129): cuBLASLt alone
  *        on bf16 operands (what torch times), and hv_op_linear end to end (f32 activations
  *        rounded to bf16, bias in the epilogue, f32 out)
+ *  conv  one full-resolution VAE conv: 128 -> 128 channels, 3x3x3, x [1,128,19,258,258] (padded
+ *        by the engine) -> y [1,128,17,256,256], f16 weights + bias, on each CUDA path
+ *        (HV_CUDA_CONV=igemm: implicit GEMM, 8 warps of 64x32; igemm-wide: 4 warps of 64x64;
+ *        im2col: column buffer + cuBLASLt), TFLOP/s
  *  attn  attention, 24 heads × 128, L = 67,576 and 119,056 (544×960×129 and 720×1280×129
- *        video tokens + 256 text): no mask (what SDPA times) and the DiT's segment mask
+ *        video tokens + 256 text): no mask (what SDPA times) and the DiT's segment mask, with
+ *        the Hopper wgmma kernel and the mma.sync kernel side by side (HV_CUDA_ATTN)
  *  dit   one DiT step (one forward) at 480×848×65, 544×960×129, 720×1280×129 with random
  *        weights of the released model (20 double + 40 single blocks, hidden 3072, bf16;
  *        tensors of equal fan-in share one random block of memory on the host, each is
@@ -203,6 +208,52 @@ out:
   check_backend ("GEMM");
 }
 
+/* ---- conv3d ------------------------------------------------------------------------------ */
+
+typedef struct {
+  HvTensor *x, *w, *bias, *y;
+} Conv;
+
+static void
+run_conv (gpointer p)
+{
+  Conv *c = p;
+  const int one[3] = { 1, 1, 1 }, zero[3] = { 0, 0, 0 };
+  hv_op_conv3d (be, c->y, c->x, c->w, c->bias, one, zero);
+}
+
+static void
+bench_conv (void)
+{
+  Conv c = { 0 };
+  const int64_t C = 128, To = 17, Ho = 256, Wo = 256;
+  double flop = 2.0 * C * C * 27 * To * Ho * Wo;
+  c.x = dev_random (HV_DTYPE_F32, 5, (int64_t[]) { 1, C, To + 2, Ho + 2, Wo + 2 }, 1.0f, 31);
+  c.w = dev_random (HV_DTYPE_F16, 5, (int64_t[]) { C, C, 3, 3, 3 }, 0.03f, 32);
+  c.bias = dev_random (HV_DTYPE_F16, 1, (int64_t[]) { C }, 0.1f, 33);
+  c.y = hv_backend_tensor (be, HV_DTYPE_F32, 5, (int64_t[]) { 1, C, To, Ho, Wo });
+  if (!c.x || !c.w || !c.bias || !c.y) {
+    printf ("bench-cuda: conv3d: out of GPU memory\n");
+    goto out;
+  }
+  static const char *const paths[] = { "igemm", "igemm-wide", "im2col" };
+  for (int i = 0; i < 3; i++) {
+    g_setenv ("HV_CUDA_CONV", paths[i], TRUE);
+    double ms = time_ms (run_conv, &c, 1, reps);
+    g_unsetenv ("HV_CUDA_CONV");
+    char what[64];
+    g_snprintf (what, sizeof what, "conv3d 128->128 3x3x3 [1,128,17,256,256] %s", paths[i]);
+    if (ms > 0)
+      add_row (what, "-", i < 2 ? "~2.5-3.3 ms predicted" : "-", "%.2f ms = %.0f TF/s", ms, flop / ms / 1e9);
+  }
+out:
+  hv_tensor_free (c.x);
+  hv_tensor_free (c.w);
+  hv_tensor_free (c.bias);
+  hv_tensor_free (c.y);
+  check_backend ("conv3d");
+}
+
 /* ---- attention ------------------------------------------------------------------------------ */
 
 typedef struct {
@@ -232,29 +283,47 @@ bench_attention (int64_t L, const char *anchor, const char *target, int64_t n_va
     printf ("bench-cuda: attention L=%" G_GINT64_FORMAT ": out of GPU memory\n", L);
     goto out;
   }
-  int n = L > 100000 ? MAX (reps / 2, 2) : reps;
-  double ms = time_ms (run_attn, &a, 1, n);
-  g_snprintf (what, sizeof what, "attention L=%" G_GINT64_FORMAT " 24x128, no mask", L);
-  if (ms > 0)
-    add_row (what, anchor, target, "%.1f ms = %.0f TF/s", ms, flop / ms / 1e9);
-
-  /* the DiT's mask: video + valid text in segment 0, padded text in segment 1 */
   {
-    g_autoptr(HvTensor) h = hv_tensor_new (HV_DTYPE_I32, 2, (int64_t[]) { 1, L });
-    int32_t *p = h->data;
+    int n = L > 100000 ? MAX (reps / 2, 2) : reps;
+    /* the DiT's mask: video + valid text in segment 0, padded text in segment 1 */
     int64_t n_seg0 = L - 256 + n_valid_text;
-    for (int64_t i = 0; i < L; i++)
-      p[i] = i < n_seg0 ? 0 : 1;
-    a.sq = hv_backend_upload (be, h);
+    {
+      g_autoptr(HvTensor) h = hv_tensor_new (HV_DTYPE_I32, 2, (int64_t[]) { 1, L });
+      int32_t *p = h->data;
+      for (int64_t i = 0; i < L; i++)
+        p[i] = i < n_seg0 ? 0 : 1;
+      a.sq = hv_backend_upload (be, h);
+    }
     HvAttnMask m = { a.sq, a.sq, NULL, FALSE };
-    a.mask = &m;
-    ms = time_ms (run_attn, &a, 1, n);
-    a.mask = NULL;
-    /* FLOPs actually needed: both segments' own blocks */
+    /* FLOPs actually needed with the mask: both segments' own blocks */
     double fl = 4.0 * ((double) n_seg0 * n_seg0 + (double) (L - n_seg0) * (L - n_seg0)) * 24 * 128;
-    g_snprintf (what, sizeof what, "attention L=%" G_GINT64_FORMAT " DiT segment mask", L);
-    if (ms > 0)
-      add_row (what, "-", "-", "%.1f ms = %.0f TF/s", ms, fl / ms / 1e9);
+    /* each tensor-core kernel side by side (HV_CUDA_ATTN; the default on Hopper is wgmma); a
+     * kernel this device/build cannot run is listed once, under the one that ran instead */
+    g_autofree char *env_saved = g_strdup (g_getenv ("HV_CUDA_ATTN"));
+    static const char *const kernels[] = { "wgmma", "mma" };
+    const char *ran_before = NULL;
+    for (int ki = 0; ki < 2; ki++) {
+      g_setenv ("HV_CUDA_ATTN", kernels[ki], TRUE);
+      const char *kn = hv_k_attention_kernel (kc, 128, 0);
+      if (ran_before && strcmp (kn, ran_before) == 0)
+        continue;
+      ran_before = kn;
+      a.mask = NULL;
+      double ms = time_ms (run_attn, &a, 1, n);
+      g_snprintf (what, sizeof what, "attention L=%" G_GINT64_FORMAT " no mask, %s", L, kn);
+      if (ms > 0)
+        add_row (what, anchor, target, "%.1f ms = %.0f TF/s", ms, flop / ms / 1e9);
+      a.mask = &m;
+      ms = time_ms (run_attn, &a, 1, n);
+      a.mask = NULL;
+      g_snprintf (what, sizeof what, "attention L=%" G_GINT64_FORMAT " DiT mask, %s", L, kn);
+      if (ms > 0)
+        add_row (what, "-", "-", "%.1f ms = %.0f TF/s", ms, fl / ms / 1e9);
+    }
+    if (env_saved)
+      g_setenv ("HV_CUDA_ATTN", env_saved, TRUE);
+    else
+      g_unsetenv ("HV_CUDA_ATTN");
   }
 out:
   hv_tensor_free (a.q);
@@ -501,7 +570,7 @@ main (int argc, char **argv)
   g_autofree char *vae_dtype = NULL;
   GOptionEntry entries[] = {
     { "device", 'd', 0, G_OPTION_ARG_INT, &device, "CUDA device index", "N" },
-    { "only", 0, 0, G_OPTION_ARG_STRING, &only, "comma list of gemm, attn, dit, vae (default all)", "LIST" },
+    { "only", 0, 0, G_OPTION_ARG_STRING, &only, "comma list of gemm, conv, attn, dit, vae (default all)", "LIST" },
     { "dit-sizes", 0, 0, G_OPTION_ARG_STRING, &dit_sizes, "comma list of 480, 544, 720 (default all)", "LIST" },
     { "fixtures", 0, 0, G_OPTION_ARG_FILENAME, &fixtures, "vae: the fixtures folder with manifests/vae_full.json "
       "(default tests/data/fixtures)", "DIR" },
@@ -517,11 +586,11 @@ main (int argc, char **argv)
     return 2;
   }
   reps = MAX (reps, 1);
-  static const char *const sections[] = { "gemm", "attn", "dit", "vae", NULL };
-  g_auto(GStrv) parts = g_strsplit (only ? only : "gemm,attn,dit,vae", ",", -1);
+  static const char *const sections[] = { "gemm", "conv", "attn", "dit", "vae", NULL };
+  g_auto(GStrv) parts = g_strsplit (only ? only : "gemm,conv,attn,dit,vae", ",", -1);
   for (int i = 0; parts[i]; i++)
     if (!g_strv_contains (sections, parts[i])) {
-      fprintf (stderr, "bench-cuda: unknown section '%s' in --only (gemm, attn, dit, vae)\n", parts[i]);
+      fprintf (stderr, "bench-cuda: unknown section '%s' in --only (gemm, conv, attn, dit, vae)\n", parts[i]);
       return 2;
     }
   HvDType vdt = HV_DTYPE_F16;
@@ -543,6 +612,8 @@ main (int argc, char **argv)
 
   if (g_strv_contains ((const char * const *) parts, "gemm"))
     bench_gemm ();
+  if (g_strv_contains ((const char * const *) parts, "conv"))
+    bench_conv ();
   if (g_strv_contains ((const char * const *) parts, "attn")) {
     bench_attention (67576, "FA2 153 ms; cuDNN 96.8 ms (L=67,596)", "<= 90 ms", 64);
     bench_attention (119056, "FA2 482 ms; cuDNN 304 ms", "<= 280 ms", 64);

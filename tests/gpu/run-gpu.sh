@@ -6,7 +6,8 @@
 # Runs from the repository root on a machine with an NVIDIA GPU and a CUDA 13 runtime; needs no
 # GLib or GStreamer there (the bundle brings them). Steps, each under its own time limit, the
 # whole under ~8 minutes (TOTAL_S):
-#   1. the device (nvidia-smi) and the kernels' machine code (cuobjdump: tensor-core HMMA count)
+#   1. the device (nvidia-smi) and the kernels' machine code (cuobjdump: tensor-core HGMMA (wgmma,
+#      Hopper attention) and HMMA (mma.sync) counts)
 #   2. test-backend-ops -v: every op, CPU vs CUDA
 #   3. hv-fixture --backend cuda on every fixture of tests/data/fixtures (as tests/meson.build
 #      lists them); the fp8 DiT fixture also with HV_CUDA_FP8=bf16 for comparison
@@ -30,9 +31,11 @@ left () { echo $(( TOTAL_S - $(date +%s) + start )); }
 bundle=${1:-build-gpu-bundle}
 if [ -x "$bundle/bin/test-backend-ops" ]; then
   OPS="$bundle/bin/test-backend-ops" FIX="$bundle/bin/hv-fixture" BENCH="$bundle/bin/bench-cuda"
+  PIPE="$bundle/bin/test-pipeline-backends"
   export LD_LIBRARY_PATH="$(cd "$bundle/lib" && pwd)${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 elif [ -x build-cuda/tests/test-backend-ops ]; then
   OPS=build-cuda/tests/test-backend-ops FIX=build-cuda/tests/hv-fixture BENCH=build-cuda/tests/bench/bench-cuda
+  PIPE=build-cuda/tests/test-pipeline-backends
 else
   say "run-gpu.sh: no programs: run tests/gpu/bundle.sh (or build build-cuda/) first"
   exit 2
@@ -67,7 +70,7 @@ else
 fi
 if command -v cuobjdump >/dev/null; then
   sass=$(cuobjdump -sass "$OPS" 2>/dev/null)
-  say "machine code: $(echo "$sass" | grep -c 'HMMA') HMMA, $(echo "$sass" | grep -c 'LDSM') LDSM, $(echo "$sass" | grep -c 'LDGSTS') LDGSTS, $(echo "$sass" | grep -cE '\bLDL|\bSTL') local-memory instructions; arch: $(cuobjdump -lelf "$OPS" 2>/dev/null | grep -o 'sm_[0-9a-z]*' | sort -u | tr '\n' ' ')"
+  say "machine code: $(echo "$sass" | grep -c 'HGMMA') HGMMA (wgmma), $(echo "$sass" | grep -c 'HMMA') HMMA, $(echo "$sass" | grep -c 'LDSM') LDSM, $(echo "$sass" | grep -c 'LDGSTS') LDGSTS, $(echo "$sass" | grep -cE '\bLDL|\bSTL') local-memory instructions; arch: $(cuobjdump -lelf "$OPS" 2>/dev/null | grep -o 'sm_[0-9a-z]*' | sort -u | tr '\n' ' ')"
 fi
 
 # ---- 2. op tests -------------------------------------------------------------------------------
@@ -109,16 +112,36 @@ run_fixture vae "" $fixtures/vae/decode.json $fixtures/vae/tiling.json $fixtures
 run_fixture vae-pt "" --weights $fixtures/vae/vae_weights.pt $fixtures/vae/decode.json $fixtures/vae/tiling.json $fixtures/vae/encode.json
 grep -E '^FAIL' "$flog" | head -40 | sed 's/^/  /' | tee -a "$report"
 
+# ---- 3b. the whole tiny pipeline, CPU vs CUDA ------------------------------------------------------
+say ""
+say "== test-pipeline-backends (tiny model end to end, CPU vs CUDA) =="
+timeout 120 "$PIPE" > "$out/pipeline.log" 2>&1
+rc=$?
+grep -E '^ok|^FAIL|passed' "$out/pipeline.log" | tee -a "$report"
+say "test-pipeline-backends: exit $rc$([ $rc = 124 ] && echo ' (timed out)')"
+[ $rc = 0 ] || [ $rc = 1 ] || tail -n 3 "$out/pipeline.log" | sed 's/^/  /' | tee -a "$report"
+
 # ---- 4. sanitizer ----------------------------------------------------------------------------------
-if command -v compute-sanitizer >/dev/null && [ "$(left)" -gt 280 ]; then
+# Each case gets at most 60 s, and none starts unless 220 s stay for the benchmark after it.
+if ! command -v compute-sanitizer >/dev/null; then
+  say ""
+  say "compute-sanitizer: not installed, step skipped"
+elif [ "$(left)" -gt 280 ]; then
   say ""
   say "== compute-sanitizer (small cases) =="
   for tool in memcheck racecheck; do
-    for f in "attention D32" "attention D128 L1" "attention D80" "conv3d 1x1x1" "groupnorm [2" "get_rows bf16"; do
-      timeout 60 compute-sanitizer --tool $tool --error-exitcode 9 "$OPS" "$f" > "$out/sanitizer.log.tmp" 2>&1
+    for f in "attention D32" "attention D128 L1" "attention wgmma D128 B2 L150" "attention D80" "conv3d 1x1x1" "conv3d igemm 3x3x3 s2" "groupnorm [2" "get_rows bf16"; do
+      lim=$(( $(left) - 220 ))
+      if [ "$lim" -lt 15 ]; then
+        say "$tool '$f' and the rest: skipped (time budget)"
+        break 2
+      fi
+      [ "$lim" -gt 60 ] && lim=60
+      timeout "$lim" compute-sanitizer --tool $tool --error-exitcode 9 "$OPS" "$f" > "$out/sanitizer.log.tmp" 2>&1
       rc=$?
-      cat "$out/sanitizer.log.tmp" >> "$out/sanitizer.log"
-      say "$tool '$f': exit $rc $(grep -E 'ERROR SUMMARY|hazard' "$out/sanitizer.log.tmp" | head -1)"
+      # a racy kernel can print a hazard per access: keep the log well under what comes back
+      head -c 2000000 "$out/sanitizer.log.tmp" >> "$out/sanitizer.log"
+      say "$tool '$f': exit $rc$([ $rc = 124 ] && echo ' (timed out)') $(grep -E 'ERROR SUMMARY|hazard' "$out/sanitizer.log.tmp" | head -1)"
     done
   done
   rm -f "$out/sanitizer.log.tmp"
@@ -132,7 +155,7 @@ say ""
 say "== bench-cuda ($(left) s left, $VAE_S s of it kept for the VAE decode) =="
 budget=$(( $(left) - VAE_S ))
 if [ "$budget" -gt 30 ]; then
-  timeout "$budget" "$BENCH" --only gemm,attn,dit > "$out/bench.log" 2>&1
+  timeout "$budget" "$BENCH" --only gemm,conv,attn,dit > "$out/bench.log" 2>&1
   rc=$?
   sed -n '/^what /,$p' "$out/bench.log" | tee -a "$report"
   [ $rc = 0 ] || { say "bench-cuda: exit $rc$([ $rc = 124 ] && echo ' (stopped at the time budget; rows so far:)')"; grep -v '^what\|^---' "$out/bench.log" | tail -12 | tee -a "$report"; }
