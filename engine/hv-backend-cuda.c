@@ -440,7 +440,8 @@ hv_backend_cuda_new (int device, GError **error)
   b->n_threads = 1;
   b->priv = p;
   g_debug ("CUDA backend on %s (%s, sm_%d, fp8 %s)", p->name, hv_k_ctx_device_name (k),
-           hv_k_ctx_sm (k), hv_k_get_fp8_mode (k) == HV_K_FP8_TENSORCORE ? "tensor cores" : "via bf16");
+           hv_k_ctx_sm (k), hv_k_get_fp8_mode (k) == HV_K_FP8_TENSORCORE ? "tensor cores, two e4m3 terms"
+           : hv_k_get_fp8_mode (k) == HV_K_FP8_FAST ? "tensor cores, one e4m3 term" : "via bf16");
   return b;
 }
 

@@ -105,6 +105,8 @@ hv_k_ctx_new (int device, HvKCtx **out, char *msg, size_t msglen)
   const char *env = getenv ("HV_CUDA_FP8");
   if (env && strcmp (env, "bf16") == 0)
     ctx->fp8_mode = HV_K_FP8_DEQUANT;
+  else if (env && strcmp (env, "fast") == 0 && ctx->sm >= 89)
+    ctx->fp8_mode = HV_K_FP8_FAST;
 
   if ((e = cudaStreamCreateWithFlags (&ctx->stream, cudaStreamNonBlocking)) != cudaSuccess) {
     fail_msg (msg, msglen, "cudaStreamCreate", e);

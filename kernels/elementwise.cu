@@ -413,6 +413,70 @@ hv_k_quantize_e4m3 (HvKCtx *ctx, void *y, const float *x, int64_t n, const float
   return hv_k_launched (ctx, "quantize_e4m3");
 }
 
+/* x − s1·e4m3(x / s1): what the first e4m3 term of x leaves out. */
+static __device__ __forceinline__ float
+e4m3_remainder (float x, float s1, float inv1, __nv_fp8_storage_t *q)
+{
+  *q = __nv_cvt_float_to_fp8 (x * inv1, __NV_SATFINITE, __NV_E4M3);
+  float back = __half2float (__half (__nv_cvt_fp8_to_halfraw (*q, __NV_E4M3)));
+  return x - back * s1;
+}
+
+/* q1 and max|remainder| (as bits, like k_absmax) in one pass */
+__global__ void
+k_quantize_e4m3_first (__nv_fp8_storage_t *q1, unsigned int *acc, const float *x, int64_t n,
+                       const float *d_scale1)
+{
+  const float s1 = *d_scale1, inv1 = 1.0f / s1;
+  unsigned int m = 0;
+  HV_GRID_STRIDE (i, n) {
+    __nv_fp8_storage_t q;
+    float r = e4m3_remainder (x[i], s1, inv1, &q);
+    q1[i] = q;
+    unsigned int a = __float_as_uint (fabsf (r));
+    m = a > m ? a : m;
+  }
+  m = __reduce_max_sync (0xffffffffu, m);
+  if ((threadIdx.x & 31) == 0)
+    atomicMax (acc, m);
+}
+
+__global__ void
+k_quantize_e4m3_second (__nv_fp8_storage_t *q2, const float *x, int64_t n, const float *d_scale1,
+                        const float *d_scale2)
+{
+  const float s1 = *d_scale1, inv1 = 1.0f / s1, inv2 = 1.0f / *d_scale2;
+  HV_GRID_STRIDE (i, n) {
+    __nv_fp8_storage_t q;
+    float r = e4m3_remainder (x[i], s1, inv1, &q);
+    q2[i] = __nv_cvt_float_to_fp8 (r * inv2, __NV_SATFINITE, __NV_E4M3);
+  }
+}
+
+int
+hv_k_quantize_e4m3_split (HvKCtx *ctx, void *q1, void *q2, const float *x, int64_t n,
+                          const float *d_scale1, float *d_scale2)
+{
+  cudaError_t e = cudaMemsetAsync (d_scale2, 0, sizeof (float), ctx->stream);
+  if (e != cudaSuccess)
+    return hv_k_fail (ctx, "quantize_e4m3_split: cudaMemsetAsync: %s", cudaGetErrorString (e));
+  if (n > 0) {
+    unsigned int blocks = hv_grid_1d (n, THREADS);
+    if (blocks > (unsigned) ctx->num_sms * 8)
+      blocks = (unsigned) ctx->num_sms * 8;   /* whole warps only: the reduction needs them */
+    k_quantize_e4m3_first<<<blocks, THREADS, 0, ctx->stream>>> (
+        (__nv_fp8_storage_t *) q1, (unsigned int *) d_scale2, x, n, d_scale1);
+  }
+  k_absmax_finish<<<1, 1, 0, ctx->stream>>> (d_scale2, 448.0f);
+  if (hv_k_launched (ctx, "quantize_e4m3_split (first term)"))
+    return 1;
+  if (n == 0)
+    return 0;
+  k_quantize_e4m3_second<<<hv_grid_1d (n, THREADS), THREADS, 0, ctx->stream>>> (
+      (__nv_fp8_storage_t *) q2, x, n, d_scale1, d_scale2);
+  return hv_k_launched (ctx, "quantize_e4m3_split (second term)");
+}
+
 /* ---- data movement ------------------------------------------------------------------------- */
 
 template <typename T>

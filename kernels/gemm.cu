@@ -26,11 +26,12 @@ struct MatmulArgs {
   const void *bias;            /* device pointer or NULL, length m */
   cudaDataType_t biast;
   cublasComputeType_t compute;
+  float beta;                  /* 0: D = alpha·op(A)·op(B) (+ bias); 1: accumulate into D */
 };
 
 /* The cache key: everything that decides which algorithm is valid and fast. */
 struct AlgoKey {
-  int ta, tb, at, bt, biast, compute, has_bias, has_bscale;
+  int ta, tb, at, bt, biast, compute, has_bias, has_bscale, has_beta;
   int64_t m, n, k, lda, ldb, ldd;
   unsigned align_a, align_b, align_d, align_bias;
 };
@@ -109,7 +110,7 @@ kdtype (cudaDataType_t t)
 __global__ void
 k_gemm_naive (int64_t m, int64_t n, int64_t k, const void *a, int adt, int64_t lda, int ta,
               const void *b, int bdt, int64_t ldb, int tb, float *d, int64_t ldd, float alpha,
-              const float *b_scale, const void *bias, int biasdt)
+              const float *b_scale, const void *bias, int biasdt, float beta)
 {
   __shared__ float As[NB][NB + 1], Bs[NB][NB + 1];
   int tx = threadIdx.x, ty = threadIdx.y;
@@ -131,6 +132,8 @@ k_gemm_naive (int64_t m, int64_t n, int64_t k, const void *a, int adt, int64_t l
     float v = acc * alpha * (b_scale ? *b_scale : 1.0f);
     if (bias)
       v += hv_load_f32 (bias, biasdt, i);
+    if (beta != 0.0f)
+      v += beta * d[i + j * ldd];
     d[i + j * ldd] = v;
   }
 }
@@ -144,7 +147,8 @@ matmul_naive (HvKCtx *ctx, const MatmulArgs &p)
   dim3 grid ((unsigned int) ((p.m + NB - 1) / NB), (unsigned int) ((p.n + NB - 1) / NB));
   k_gemm_naive<<<grid, dim3 (NB, NB), 0, ctx->stream>>> (
       p.m, p.n, p.k, p.a, kdtype (p.at), p.lda, p.ta == CUBLAS_OP_T, p.b, kdtype (p.bt), p.ldb,
-      p.tb == CUBLAS_OP_T, p.d, p.ldd, p.alpha, p.b_scale, p.bias, p.bias ? kdtype (p.biast) : 0);
+      p.tb == CUBLAS_OP_T, p.d, p.ldd, p.alpha, p.b_scale, p.bias, p.bias ? kdtype (p.biast) : 0,
+      p.beta);
   return hv_k_launched (ctx, "GEMM (fallback kernel)");
 }
 
@@ -160,7 +164,7 @@ matmul (HvKCtx *ctx, const MatmulArgs &p, bool *no_algo)
   cublasLtMatmulPreference_t pref = NULL;
   cublasStatus_t st;
   int rc = 1;
-  const float beta = 0.0f;
+  const float beta = p.beta;
   AlgoCache *cache = (AlgoCache *) ctx->algo_cache;
   AlgoKey key;
   memset (&key, 0, sizeof key);   /* padding bytes take part in the comparison */
@@ -194,6 +198,7 @@ matmul (HvKCtx *ctx, const MatmulArgs &p, bool *no_algo)
 
   key.ta = p.ta; key.tb = p.tb; key.at = p.at; key.bt = p.bt; key.biast = p.biast;
   key.compute = p.compute; key.has_bias = p.bias != NULL; key.has_bscale = p.b_scale != NULL;
+  key.has_beta = p.beta != 0.0f;
   key.m = p.m; key.n = p.n; key.k = p.k; key.lda = p.lda; key.ldb = p.ldb; key.ldd = p.ldd;
   key.align_a = alignment_of (p.a, p.lda, type_size (p.at));
   key.align_b = alignment_of (p.b, p.ldb, type_size (p.bt));
@@ -313,7 +318,7 @@ linear_16 (HvKCtx *ctx, float *y, const float *x, int64_t M, int64_t K, const vo
   {
     cudaDataType_t t = wdt == HV_K_BF16 ? CUDA_R_16BF : CUDA_R_16F;
     MatmulArgs p = { CUBLAS_OP_T, CUBLAS_OP_N, N, M, K, w, t, K, xh, t, K, y, N, alpha, NULL,
-                     bias_p, CUDA_R_32F, CUBLAS_COMPUTE_32F };
+                     bias_p, CUDA_R_32F, CUBLAS_COMPUTE_32F, 0.0f };
     rc = matmul (ctx, p, NULL);
   }
 out:
@@ -323,22 +328,27 @@ out:
 }
 
 /* fp8 weights on the fp8 tensor cores: x → e4m3 with a per-tensor scale computed on the device
- * (amax / 448), D = wscale · scale_x · (W8 · x8) + bias. *no_algo: cuBLASLt refused the shape. */
+ * (amax / 448), D = wscale · scale_x · (W8 · x8) + bias. With `split`, x ≈ s1·q1 + s2·q2 (the
+ * second term quantizes what the first left out) and a second fp8 GEMM adds wscale·s2·(W8·q2)
+ * into D (beta 1). *no_algo: cuBLASLt refused the shape. */
 int
 linear_fp8 (HvKCtx *ctx, float *y, const float *x, int64_t M, int64_t K, const void *w, int wdt,
-            float wscale, int64_t N, const void *bias, int bdt, float bscale, bool *no_algo)
+            float wscale, int64_t N, const void *bias, int bdt, float bscale, bool split,
+            bool *no_algo)
 {
   int rc = 1;
   const void *bias_p = NULL;
   void *bias_tmp = NULL;
-  float *d_scale = (float *) hv_k_alloc (ctx, 16);
+  float *d_scale = (float *) hv_k_alloc (ctx, 256);   /* [0] s1, [32] s2: separate 128-byte lines */
   void *xq = hv_k_alloc (ctx, (size_t) M * K);
+  void *xq2 = split ? hv_k_alloc (ctx, (size_t) M * K) : NULL;
   *no_algo = false;
-  if (!d_scale || !xq)
+  if (!d_scale || !xq || (split && !xq2))
     goto out;
   if (hv_k_absmax_scale (ctx, d_scale, x, M * K, 448.0f))
     goto out;
-  if (hv_k_quantize_e4m3 (ctx, xq, x, M * K, d_scale))
+  if (split ? hv_k_quantize_e4m3_split (ctx, xq, xq2, x, M * K, d_scale, d_scale + 32)
+            : hv_k_quantize_e4m3 (ctx, xq, x, M * K, d_scale))
     goto out;
   /* fp8 GEMMs with f32 output take a bf16 bias */
   if (bias_as (ctx, bias, bdt, bscale, N, HV_K_BF16, &bias_p, &bias_tmp))
@@ -346,11 +356,17 @@ linear_fp8 (HvKCtx *ctx, float *y, const float *x, int64_t M, int64_t K, const v
   {
     cudaDataType_t at = wdt == HV_K_F8_E4M3 ? CUDA_R_8F_E4M3 : CUDA_R_8F_E5M2;
     MatmulArgs p = { CUBLAS_OP_T, CUBLAS_OP_N, N, M, K, w, at, K, xq, CUDA_R_8F_E4M3, K, y, N,
-                     wscale, d_scale, bias_p, CUDA_R_16BF, CUBLAS_COMPUTE_32F };
+                     wscale, d_scale, bias_p, CUDA_R_16BF, CUBLAS_COMPUTE_32F, 0.0f };
     rc = matmul (ctx, p, no_algo);
+    if (rc == 0 && split) {
+      MatmulArgs p2 = { CUBLAS_OP_T, CUBLAS_OP_N, N, M, K, w, at, K, xq2, CUDA_R_8F_E4M3, K, y, N,
+                        wscale, d_scale + 32, NULL, CUDA_R_16BF, CUBLAS_COMPUTE_32F, 1.0f };
+      rc = matmul (ctx, p2, no_algo);
+    }
   }
 out:
   hv_k_free (ctx, bias_tmp);
+  hv_k_free (ctx, xq2);
   hv_k_free (ctx, xq);
   hv_k_free (ctx, d_scale);
   return rc;
@@ -373,7 +389,7 @@ hv_k_gemm_bf16 (HvKCtx *ctx, int transa, int transb, int64_t m, int64_t n, int64
   cache_of (ctx);
   MatmulArgs p = { transa ? CUBLAS_OP_T : CUBLAS_OP_N, transb ? CUBLAS_OP_T : CUBLAS_OP_N,
                    m, n, k, a, CUDA_R_16BF, lda, b, CUDA_R_16BF, ldb, d, ldd, alpha, NULL, NULL,
-                   CUDA_R_32F, CUBLAS_COMPUTE_32F };
+                   CUDA_R_32F, CUBLAS_COMPUTE_32F, 0.0f };
   return matmul (ctx, p, NULL);
 }
 
@@ -402,16 +418,17 @@ hv_k_linear (HvKCtx *ctx, float *y, const float *x, int64_t M, int64_t K,
     if (bias_as (ctx, bias, bdt, bscale, N, HV_K_F32, &bias_p, &bias_tmp))
       return 1;
     MatmulArgs p = { CUBLAS_OP_T, CUBLAS_OP_N, N, M, K, w, CUDA_R_32F, K, x, CUDA_R_32F, K, y, N,
-                     wscale, NULL, bias_p, CUDA_R_32F, CUBLAS_COMPUTE_32F_FAST_TF32 };
+                     wscale, NULL, bias_p, CUDA_R_32F, CUBLAS_COMPUTE_32F_FAST_TF32, 0.0f };
     int rc = matmul (ctx, p, NULL);
     hv_k_free (ctx, bias_tmp);
     return rc;
   }
   case HV_K_F8_E4M3:
   case HV_K_F8_E5M2: {
-    if (ctx->fp8_mode == HV_K_FP8_TENSORCORE && ctx->sm >= 89 && K % 16 == 0 && N % 16 == 0) {
+    if (ctx->fp8_mode != HV_K_FP8_DEQUANT && ctx->sm >= 89 && K % 16 == 0 && N % 16 == 0) {
       bool no_algo = false;
-      int rc = linear_fp8 (ctx, y, x, M, K, w, wdt, wscale, N, bias, bdt, bscale, &no_algo);
+      int rc = linear_fp8 (ctx, y, x, M, K, w, wdt, wscale, N, bias, bdt, bscale,
+                           ctx->fp8_mode == HV_K_FP8_TENSORCORE, &no_algo);
       if (rc == 0 || !no_algo)
         return rc;
       /* cuBLASLt refused this shape: the bf16 route below still gives the right answer */

@@ -108,6 +108,7 @@ run_fixture scheduler "" $fixtures/dit/scheduler_C.json
 run_fixture tokens "" --tokenizers $tok $fixtures/tokens/tokens.json
 run_fixture dit "" $fixtures/dit/forward_B.json $fixtures/dit/forward_H_fp8.json $fixtures/dit/denoise_D.json $fixtures/dit/cfg_batch2_E.json
 run_fixture dit-fp8-via-bf16 "HV_CUDA_FP8=bf16" $fixtures/dit/forward_H_fp8.json
+run_fixture dit-fp8-one-term "HV_CUDA_FP8=fast" $fixtures/dit/forward_H_fp8.json
 run_fixture vae "" $fixtures/vae/decode.json $fixtures/vae/tiling.json $fixtures/vae/encode.json
 run_fixture vae-pt "" --weights $fixtures/vae/vae_weights.pt $fixtures/vae/decode.json $fixtures/vae/tiling.json $fixtures/vae/encode.json
 grep -E '^FAIL' "$flog" | head -40 | sed 's/^/  /' | tee -a "$report"
