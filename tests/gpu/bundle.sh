@@ -60,3 +60,9 @@ chmod +x "$out/run"
 
 echo "bundle.sh: $out ($(du -sh "$out" | cut -f1)):"
 ls -l "$out/bin" "$out/lib" | sed 's/^/  /'
+
+# The same, packed (~1/4 of the size): the repository plus what a device run carries must stay
+# under 64 MiB, and tests/data alone is ~40 MB. run-gpu.sh unpacks it.
+mkdir -p "$out-packed"
+tar -C "$out" -czf "$out-packed/bundle.tar.gz" .
+echo "bundle.sh: $out-packed/bundle.tar.gz ($(du -sh "$out-packed/bundle.tar.gz" | cut -f1)): carry this folder to a GPU machine"

@@ -1,7 +1,8 @@
 #!/bin/bash
 # run-gpu.sh — every GPU check of hyvideo in one bounded run (issue 7), ending with a report.
 #
-#   tests/gpu/run-gpu.sh [BUNDLE_DIR]            (default: build-gpu-bundle, made by tests/gpu/bundle.sh)
+#   tests/gpu/run-gpu.sh [BUNDLE_DIR]            (default: build-gpu-bundle, made by tests/gpu/bundle.sh;
+#                                                 or BUNDLE_DIR-packed, its packed copy)
 #
 # Runs from the repository root on a machine with an NVIDIA GPU and a CUDA 13 runtime; needs no
 # GLib or GStreamer there (the bundle brings them). Steps, each under its own time limit, the
@@ -29,6 +30,12 @@ elapsed () { echo $(( $(date +%s) - start )); }
 left () { echo $(( TOTAL_S - $(date +%s) + start )); }
 
 bundle=${1:-build-gpu-bundle}
+if [ -f "$bundle/bundle.tar.gz" ]; then
+  # a packed bundle (bundle.sh's BUNDLE_DIR-packed/): unpack it next to the outputs' temp files
+  unpacked=$(mktemp -d "${TMPDIR:-/tmp}/hv-bundle.XXXXXX")
+  tar -C "$unpacked" -xzf "$bundle/bundle.tar.gz" || { say "run-gpu.sh: cannot unpack $bundle/bundle.tar.gz"; exit 2; }
+  bundle=$unpacked
+fi
 if [ -x "$bundle/bin/test-backend-ops" ]; then
   OPS="$bundle/bin/test-backend-ops" FIX="$bundle/bin/hv-fixture" BENCH="$bundle/bin/bench-cuda"
   PIPE="$bundle/bin/test-pipeline-backends"
