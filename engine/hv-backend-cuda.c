@@ -160,6 +160,18 @@ cuda_linear (HvBackend *b, HvTensor *y, const HvTensor *x, const HvTensor *w, co
 }
 
 static void
+cuda_linear_act (HvBackend *b, HvTensor *y, const HvTensor *x, const HvTensor *w, const HvTensor *bias,
+                 HvUnary act)
+{
+  G_STATIC_ASSERT (HV_UNARY_GELU_TANH == HV_K_ACT_GELU_TANH);
+  int64_t N = w->shape[0], K = N ? hv_tensor_numel (w) / N : 0, M = K ? hv_tensor_numel (x) / K : 0;
+  if (K == 0)
+    M = rows_of (y);
+  RUN (b, "linear_act", hv_k_linear_act (bound (b), y->data, x->data, M, K, w->data, w->dtype, w->scale,
+                                         N, DATA (bias), DT (bias), SC (bias), (int) act));
+}
+
+static void
 cuda_layernorm (HvBackend *b, HvTensor *y, const HvTensor *x, const HvTensor *w, const HvTensor *bias, float eps)
 {
   RUN (b, "layernorm", hv_k_layernorm (bound (b), y->data, x->data, rows_of (x), last_dim (x),
@@ -385,6 +397,7 @@ static const HvBackendOps cuda_ops = {
   .synchronize = cuda_synchronize,
   .is_host = FALSE,
   .linear = cuda_linear,
+  .linear_act = cuda_linear_act,
   .layernorm = cuda_layernorm,
   .rmsnorm = cuda_rmsnorm,
   .unary = cuda_unary,

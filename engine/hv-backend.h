@@ -71,6 +71,8 @@ struct _HvBackendOps {
   gboolean is_host;       /* data pointers are host memory (CPU backend) */
 
   void (*linear) (HvBackend *b, HvTensor *y, const HvTensor *x, const HvTensor *w, const HvTensor *bias);
+  /* optional (NULL: linear then unary) */
+  void (*linear_act) (HvBackend *b, HvTensor *y, const HvTensor *x, const HvTensor *w, const HvTensor *bias, HvUnary act);
   void (*layernorm) (HvBackend *b, HvTensor *y, const HvTensor *x, const HvTensor *w, const HvTensor *bias, float eps);
   void (*rmsnorm) (HvBackend *b, HvTensor *y, const HvTensor *x, const HvTensor *w, float eps);
   void (*unary) (HvBackend *b, HvTensor *y, const HvTensor *x, HvUnary op);
@@ -126,6 +128,9 @@ void       hv_backend_free_data (HvBackend *b, HvTensor *t);
 /* y[.., N] = x[.., K] · Wᵀ + bias.  w: [N, K] or [N, ...] flattened to K (conv weights).
  * bias: [N] or NULL. */
 void hv_op_linear (HvBackend *b, HvTensor *y, const HvTensor *x, const HvTensor *w, const HvTensor *bias);
+/* y = act(x · Wᵀ + bias): the activation in the GEMM's epilogue where the backend can (CUDA,
+ * gelu_tanh on 16-bit weights), linear then unary elsewhere. */
+void hv_op_linear_act (HvBackend *b, HvTensor *y, const HvTensor *x, const HvTensor *w, const HvTensor *bias, HvUnary act);
 /* Normalize each row over the last dim (biased variance); w, bias: [C] or NULL. In place OK. */
 void hv_op_layernorm (HvBackend *b, HvTensor *y, const HvTensor *x, const HvTensor *w, const HvTensor *bias, float eps);
 /* y = x * rsqrt(mean(x²) + eps) * w over the last dim; w [C] or NULL. In place OK. */

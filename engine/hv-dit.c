@@ -873,8 +873,7 @@ gated_mlp (HvDit *d, HvTensor *x, const HvTensor *shift, const HvTensor *scale, 
       } else {
         hv_op_layernorm_modulate (d->b, &nv, &xv, shift ? &sh : NULL, scale ? &sc : NULL, LN_EPS);
       }
-      hv_op_linear (d->b, &hv, &nv, fc1->w, fc1->b);
-      hv_op_unary (d->b, &hv, &hv, fn);
+      hv_op_linear_act (d->b, &hv, &nv, fc1->w, fc1->b, fn);
       hv_op_linear (d->b, &ov, &hv, fc2->w, fc2->b);
       if (!full)
         hv_op_gate_add (d->b, &xv, &ov, &g);
@@ -1166,8 +1165,7 @@ single_block (HvDit *d, int i, HvTensor *x, const HvTensor *svec, const HvAttnMa
       HvTensor xmv = rows (xm, b, s, n, 0), av = rows (&a3, b, s, n, 0), xv = rows (x, b, s, n, 0);
       HvTensor mv = work_rows (mb, full, b, s, n), cv = work_rows (cb, full, b, s, n);
       HvTensor ov = work_rows (ob, full, b, s, n);
-      hv_op_linear (d->b, &mv, &xmv, blk->mlp.w, blk->mlp.b);
-      hv_op_unary (d->b, &mv, &mv, HV_UNARY_GELU_TANH);
+      hv_op_linear_act (d->b, &mv, &xmv, blk->mlp.w, blk->mlp.b, HV_UNARY_GELU_TANH);
       hv_op_concat (d->b, &cv, &av, &mv, 2);
       hv_op_linear (d->b, &ov, &cv, blk->lin2.w, blk->lin2.b);
       if (!full)

@@ -27,11 +27,12 @@ struct MatmulArgs {
   cudaDataType_t biast;
   cublasComputeType_t compute;
   float beta;                  /* 0: D = alpha·op(A)·op(B) (+ bias); 1: accumulate into D */
+  bool gelu;                   /* gelu_tanh in the epilogue, after bias (and beta·C) */
 };
 
 /* The cache key: everything that decides which algorithm is valid and fast. */
 struct AlgoKey {
-  int ta, tb, at, bt, biast, compute, has_bias, has_bscale, has_beta;
+  int ta, tb, at, bt, biast, compute, has_bias, has_bscale, has_beta, gelu;
   int64_t m, n, k, lda, ldb, ldd;
   unsigned align_a, align_b, align_d, align_bias;
 };
@@ -110,7 +111,7 @@ kdtype (cudaDataType_t t)
 __global__ void
 k_gemm_naive (int64_t m, int64_t n, int64_t k, const void *a, int adt, int64_t lda, int ta,
               const void *b, int bdt, int64_t ldb, int tb, float *d, int64_t ldd, float alpha,
-              const float *b_scale, const void *bias, int biasdt, float beta)
+              const float *b_scale, const void *bias, int biasdt, float beta, bool gelu)
 {
   __shared__ float As[NB][NB + 1], Bs[NB][NB + 1];
   int tx = threadIdx.x, ty = threadIdx.y;
@@ -134,6 +135,8 @@ k_gemm_naive (int64_t m, int64_t n, int64_t k, const void *a, int adt, int64_t l
       v += hv_load_f32 (bias, biasdt, i);
     if (beta != 0.0f)
       v += beta * d[i + j * ldd];
+    if (gelu)
+      v = 0.5f * v * (1.0f + tanhf (0.7978845608028654f * (v + 0.044715f * v * v * v)));
     d[i + j * ldd] = v;
   }
 }
@@ -148,7 +151,7 @@ matmul_naive (HvKCtx *ctx, const MatmulArgs &p)
   k_gemm_naive<<<grid, dim3 (NB, NB), 0, ctx->stream>>> (
       p.m, p.n, p.k, p.a, kdtype (p.at), p.lda, p.ta == CUBLAS_OP_T, p.b, kdtype (p.bt), p.ldb,
       p.tb == CUBLAS_OP_T, p.d, p.ldd, p.alpha, p.b_scale, p.bias, p.bias ? kdtype (p.biast) : 0,
-      p.beta);
+      p.beta, p.gelu);
   return hv_k_launched (ctx, "GEMM (fallback kernel)");
 }
 
@@ -176,10 +179,14 @@ matmul (HvKCtx *ctx, const MatmulArgs &p, bool *no_algo)
   LT (cublasLtMatmulDescCreate (&op, p.compute, CUDA_R_32F));
   LT (cublasLtMatmulDescSetAttribute (op, CUBLASLT_MATMUL_DESC_TRANSA, &p.ta, sizeof p.ta));
   LT (cublasLtMatmulDescSetAttribute (op, CUBLASLT_MATMUL_DESC_TRANSB, &p.tb, sizeof p.tb));
-  if (p.bias) {
-    cublasLtEpilogue_t epi = CUBLASLT_EPILOGUE_BIAS;
-    int32_t bt = (int32_t) p.biast;
+  if (p.bias || p.gelu) {
+    /* cuBLASLt's GELU epilogue is the tanh approximation (what gelu_tanh computes) */
+    cublasLtEpilogue_t epi = p.bias ? (p.gelu ? CUBLASLT_EPILOGUE_GELU_BIAS : CUBLASLT_EPILOGUE_BIAS)
+                                    : CUBLASLT_EPILOGUE_GELU;
     LT (cublasLtMatmulDescSetAttribute (op, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof epi));
+  }
+  if (p.bias) {
+    int32_t bt = (int32_t) p.biast;
     LT (cublasLtMatmulDescSetAttribute (op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &p.bias, sizeof p.bias));
     LT (cublasLtMatmulDescSetAttribute (op, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &bt, sizeof bt));
   }
@@ -199,6 +206,7 @@ matmul (HvKCtx *ctx, const MatmulArgs &p, bool *no_algo)
   key.ta = p.ta; key.tb = p.tb; key.at = p.at; key.bt = p.bt; key.biast = p.biast;
   key.compute = p.compute; key.has_bias = p.bias != NULL; key.has_bscale = p.b_scale != NULL;
   key.has_beta = p.beta != 0.0f;
+  key.gelu = p.gelu;
   key.m = p.m; key.n = p.n; key.k = p.k; key.lda = p.lda; key.ldb = p.ldb; key.ldd = p.ldd;
   key.align_a = alignment_of (p.a, p.lda, type_size (p.at));
   key.align_b = alignment_of (p.b, p.ldb, type_size (p.bt));
@@ -303,7 +311,7 @@ bias_as (HvKCtx *ctx, const void *bias, int bdt, float bscale, int64_t n, int wa
 /* y = x·Wᵀ with W in bf16/f16 (16-bit path): x is rounded to W's type first. */
 int
 linear_16 (HvKCtx *ctx, float *y, const float *x, int64_t M, int64_t K, const void *w, int wdt,
-           float alpha, int64_t N, const void *bias, int bdt, float bscale)
+           float alpha, int64_t N, const void *bias, int bdt, float bscale, bool gelu = false)
 {
   int rc = 1;
   const void *bias_p = NULL;
@@ -318,7 +326,7 @@ linear_16 (HvKCtx *ctx, float *y, const float *x, int64_t M, int64_t K, const vo
   {
     cudaDataType_t t = wdt == HV_K_BF16 ? CUDA_R_16BF : CUDA_R_16F;
     MatmulArgs p = { CUBLAS_OP_T, CUBLAS_OP_N, N, M, K, w, t, K, xh, t, K, y, N, alpha, NULL,
-                     bias_p, CUDA_R_32F, CUBLAS_COMPUTE_32F, 0.0f };
+                     bias_p, CUDA_R_32F, CUBLAS_COMPUTE_32F, 0.0f, gelu };
     rc = matmul (ctx, p, NULL);
   }
 out:
@@ -356,11 +364,11 @@ linear_fp8 (HvKCtx *ctx, float *y, const float *x, int64_t M, int64_t K, const v
   {
     cudaDataType_t at = wdt == HV_K_F8_E4M3 ? CUDA_R_8F_E4M3 : CUDA_R_8F_E5M2;
     MatmulArgs p = { CUBLAS_OP_T, CUBLAS_OP_N, N, M, K, w, at, K, xq, CUDA_R_8F_E4M3, K, y, N,
-                     wscale, d_scale, bias_p, CUDA_R_16BF, CUBLAS_COMPUTE_32F, 0.0f };
+                     wscale, d_scale, bias_p, CUDA_R_16BF, CUBLAS_COMPUTE_32F, 0.0f, false };
     rc = matmul (ctx, p, no_algo);
     if (rc == 0 && split) {
       MatmulArgs p2 = { CUBLAS_OP_T, CUBLAS_OP_N, N, M, K, w, at, K, xq2, CUDA_R_8F_E4M3, K, y, N,
-                        wscale, d_scale + 32, NULL, CUDA_R_16BF, CUBLAS_COMPUTE_32F, 1.0f };
+                        wscale, d_scale + 32, NULL, CUDA_R_16BF, CUBLAS_COMPUTE_32F, 1.0f, false };
       rc = matmul (ctx, p2, no_algo);
     }
   }
@@ -389,7 +397,7 @@ hv_k_gemm_bf16 (HvKCtx *ctx, int transa, int transb, int64_t m, int64_t n, int64
   cache_of (ctx);
   MatmulArgs p = { transa ? CUBLAS_OP_T : CUBLAS_OP_N, transb ? CUBLAS_OP_T : CUBLAS_OP_N,
                    m, n, k, a, CUDA_R_16BF, lda, b, CUDA_R_16BF, ldb, d, ldd, alpha, NULL, NULL,
-                   CUDA_R_32F, CUBLAS_COMPUTE_32F, 0.0f };
+                   CUDA_R_32F, CUBLAS_COMPUTE_32F, 0.0f, false };
   return matmul (ctx, p, NULL);
 }
 
@@ -418,7 +426,7 @@ hv_k_linear (HvKCtx *ctx, float *y, const float *x, int64_t M, int64_t K,
     if (bias_as (ctx, bias, bdt, bscale, N, HV_K_F32, &bias_p, &bias_tmp))
       return 1;
     MatmulArgs p = { CUBLAS_OP_T, CUBLAS_OP_N, N, M, K, w, CUDA_R_32F, K, x, CUDA_R_32F, K, y, N,
-                     wscale, NULL, bias_p, CUDA_R_32F, CUBLAS_COMPUTE_32F_FAST_TF32, 0.0f };
+                     wscale, NULL, bias_p, CUDA_R_32F, CUBLAS_COMPUTE_32F_FAST_TF32, 0.0f, false };
     int rc = matmul (ctx, p, NULL);
     hv_k_free (ctx, bias_tmp);
     return rc;
@@ -446,4 +454,17 @@ hv_k_linear (HvKCtx *ctx, float *y, const float *x, int64_t M, int64_t K,
   default:
     return hv_k_fail (ctx, "linear: weight dtype %d is not a float type", wdt);
   }
+}
+
+int
+hv_k_linear_act (HvKCtx *ctx, float *y, const float *x, int64_t M, int64_t K,
+                 const void *w, int wdt, float wscale, int64_t N,
+                 const void *bias, int bdt, float bscale, int act)
+{
+  cache_of (ctx);
+  if (act == HV_K_ACT_GELU_TANH && (wdt == HV_K_BF16 || wdt == HV_K_F16) && M > 0 && N > 0 && K > 0)
+    return linear_16 (ctx, y, x, M, K, w, wdt, wscale, N, bias, bdt, bscale, true);
+  if (hv_k_linear (ctx, y, x, M, K, w, wdt, wscale, N, bias, bdt, bscale))
+    return 1;
+  return hv_k_unary (ctx, y, y, M * N, act);
 }

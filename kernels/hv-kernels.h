@@ -78,6 +78,12 @@ HvKFp8Mode   hv_k_get_fp8_mode (HvKCtx *ctx);
 int hv_k_linear (HvKCtx *ctx, float *y, const float *x, int64_t M, int64_t K,
                  const void *w, int wdt, float wscale, int64_t N,
                  const void *bias, int bdt, float bscale);
+/* y = act(hv_k_linear(...)); act is a hv_k_unary op. gelu_tanh on bf16/f16 weights runs in
+ * cuBLASLt's epilogue (no extra pass over y); anything else is the GEMM then hv_k_unary. */
+#define HV_K_ACT_GELU_TANH 1
+int hv_k_linear_act (HvKCtx *ctx, float *y, const float *x, int64_t M, int64_t K,
+                     const void *w, int wdt, float wscale, int64_t N,
+                     const void *bias, int bdt, float bscale, int act);
 
 /* Column-major D[m, n] (ldd) = alpha · op(A)[m, k] · op(B)[k, n] with A, B bf16 (cuBLAS
  * convention; trans = 1 for a transposed operand). D is f32. Used by conv3d. */

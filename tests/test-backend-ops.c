@@ -326,6 +326,37 @@ test_linear (void)
   linear_case ("linear f32 (tf32) 64x128x96 +bias", 64, 128, 96, HV_DTYPE_F32, HV_DTYPE_F32, FALSE, 3e-3);
   linear_case ("linear f16 67x128x48 +bias", 67, 128, 48, HV_DTYPE_F16, HV_DTYPE_F16, FALSE, 3e-3);
 
+  /* linear with the activation in the GEMM epilogue (gelu_tanh on 16-bit weights), and the
+   * fallback (GEMM then unary) for other weights / activations */
+  {
+    static const struct { const char *name; HvDType wdt; HvUnary act; } la[] = {
+      { "linear_act bf16 gelu_tanh 300x3072x384 +bias (epilogue)", HV_DTYPE_BF16, HV_UNARY_GELU_TANH },
+      { "linear_act f16 gelu_tanh 70x256x96 (epilogue)", HV_DTYPE_F16, HV_UNARY_GELU_TANH },
+      { "linear_act bf16 silu 70x256x96 +bias", HV_DTYPE_BF16, HV_UNARY_SILU },
+      { "linear_act f32 gelu_tanh 33x64x40 +bias", HV_DTYPE_F32, HV_UNARY_GELU_TANH },
+    };
+    for (guint i = 0; i < G_N_ELEMENTS (la); i++) {
+      if (!selected (la[i].name))
+        continue;
+      int64_t M = i == 0 ? 300 : i == 3 ? 33 : 70, K = i == 0 ? 3072 : i == 3 ? 64 : 256;
+      int64_t N = i == 0 ? 384 : i == 3 ? 40 : 96;
+      gboolean with_bias = i != 1;
+      Pair x = up_free (rand_f32 (2, (int64_t[]) { M, K }, 2.0f));
+      Pair w = up_free (host_rand (la[i].wdt, 2, (int64_t[]) { N, K }, 2.0f / sqrtf ((float) K), 0.0f, VAL_F32, 1.0f));
+      Pair b = { NULL, NULL };
+      if (with_bias)
+        b = up_free (host_rand (HV_DTYPE_BF16, 1, (int64_t[]) { N }, 0.5f, 0.0f, VAL_F32, 1.0f));
+      Pair y = out_t (HV_DTYPE_F32, 2, (int64_t[]) { M, N });
+      hv_op_linear_act (cpu, y.c, x.c, w.c, b.c, la[i].act);
+      hv_op_linear_act (gpu, y.g, x.g, w.g, b.g, la[i].act);
+      check (la[i].name, &y, 1e-2);
+      pair_clear (&x);
+      pair_clear (&w);
+      pair_clear (&b);
+      pair_clear (&y);
+    }
+  }
+
   /* fp8 weights: every route of the CUDA backend (on a CPU stand-in or below sm_89 each mode
    * falls back to bf16, and the names say so) */
   static const char *const route[] = { "fp8 TC, two e4m3 terms", "via bf16", "fp8 TC, one e4m3 term" };
