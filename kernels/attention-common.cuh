@@ -135,4 +135,11 @@ int wgmma_pack_v (HvKCtx *ctx, __nv_bfloat16 *vt, const float *v, int64_t B, int
  * WG_BC-key tiles) set; D == 128. */
 int wgmma_launch (HvKCtx *ctx, const AttnParams &p, int64_t B);
 
+/* ---- the warp-specialised Hopper kernel (attention-wgmma-ws.cu) ---------------------------- */
+/* 1 when wgmma_available would say so for this kernel, the device's opt-in shared memory fits
+ * its 225 KB and the driver exports cuTensorMapEncodeTiled. */
+int wgmma_ws_available (HvKCtx *ctx);
+/* Same inputs as wgmma_launch (which it falls back to when a tensor map cannot be made). */
+int wgmma_ws_launch (HvKCtx *ctx, const AttnParams &p, int64_t B);
+
 } /* namespace hv_attn */

@@ -446,11 +446,13 @@ launch_f32 (HvKCtx *ctx, const AttnParams &p, int64_t B)
   return hv_k_launched (ctx, "attention (fp32)");
 }
 
-enum { KERNEL_F32 = 0, KERNEL_MMA = 1, KERNEL_WGMMA = 2 };
+enum { KERNEL_F32 = 0, KERNEL_MMA = 1, KERNEL_WGMMA = 2, KERNEL_WGMMA_WS = 3 };
 
 /* force_generic (tests) or HV_CUDA_ATTN=f32 → fp32 kernel; HV_CUDA_ATTN=mma → mma.sync kernel;
  * otherwise (unset or "wgmma") the Hopper wgmma kernel for D = 128 where the device is compute
- * 9.0 and this build has sm_90a code, else mma.sync (sm_80+, D = 32/64/128), else fp32. */
+ * 9.0 and this build has sm_90a code, else mma.sync (sm_80+, D = 32/64/128), else fp32.
+ * HV_CUDA_ATTN=wgmma-ws asks for the warp-specialised variant (attention-wgmma-ws.cu), which
+ * falls back like wgmma where it cannot run. */
 int
 choose_kernel (HvKCtx *ctx, int64_t D, int force_generic)
 {
@@ -458,6 +460,8 @@ choose_kernel (HvKCtx *ctx, int64_t D, int force_generic)
   const bool env_f32 = env && strcmp (env, "f32") == 0, env_mma = env && strcmp (env, "mma") == 0;
   if (force_generic || env_f32 || ctx->sm < 80 || !(D == 32 || D == 64 || D == 128))
     return KERNEL_F32;
+  if (env && strcmp (env, "wgmma-ws") == 0 && D == 128 && wgmma_ws_available (ctx))
+    return KERNEL_WGMMA_WS;
   if (!env_mma && D == 128 && wgmma_available (ctx))
     return KERNEL_WGMMA;
   return KERNEL_MMA;
@@ -468,7 +472,7 @@ choose_kernel (HvKCtx *ctx, int64_t D, int force_generic)
 const char *
 hv_k_attention_kernel (HvKCtx *ctx, int64_t D, int force_generic)
 {
-  static const char *const names[] = { "f32", "mma", "wgmma" };
+  static const char *const names[] = { "f32", "mma", "wgmma", "wgmma-ws" };
   return names[choose_kernel (ctx, D, force_generic)];
 }
 
@@ -508,7 +512,7 @@ hv_k_attention (HvKCtx *ctx, float *out, const float *q, const float *k, const f
     p.causal = mask->causal;
   }
   const int which = choose_kernel (ctx, D, force_generic);
-  const bool wg = which == KERNEL_WGMMA, mma = which == KERNEL_MMA;
+  const bool wg = which == KERNEL_WGMMA || which == KERNEL_WGMMA_WS, mma = which == KERNEL_MMA;
   const int bc = wg ? WG_BC : mma ? MMA_BC : F_BC;
   int rc = 1;
   int2 *mm = NULL;
@@ -542,7 +546,7 @@ hv_k_attention (HvKCtx *ctx, float *out, const float *q, const float *k, const f
     p.qh = qh;
     p.kh = kh;
     p.vt = vh;
-    rc = wgmma_launch (ctx, p, B);
+    rc = which == KERNEL_WGMMA_WS ? wgmma_ws_launch (ctx, p, B) : wgmma_launch (ctx, p, B);
   } else if (mma) {
     int64_t nq = B * Lq * H * D, nk = B * Lk * Hkv * D;
     qh = (__nv_bfloat16 *) hv_k_alloc (ctx, (size_t) nq * 2);

@@ -552,8 +552,8 @@ test_attention (void)
    * build on a compute 9.0 device; elsewhere the request falls back to mma.sync) and mma.sync.
    * Shapes: 128-row query blocks / 128-key tiles with tails, the DiT segment mask with padded
    * text (SKIPped key tiles), Llama's GQA 32/8-style causal, Lq != Lk, a row that sees nothing. */
-  static const char *const kernels[] = { "wgmma", "mma" };
-  for (int i = 0; i < 2; i++) {
+  static const char *const kernels[] = { "wgmma", "mma", "wgmma-ws" };   /* wgmma-ws: the warp-specialised variant */
+  for (int i = 0; i < (int) G_N_ELEMENTS (kernels); i++) {
     const char *kn = kernels[i];
     char name[96];
 #define ATTN_K(label, ...) \

@@ -300,9 +300,9 @@ bench_attention (int64_t L, const char *anchor, const char *target, int64_t n_va
     /* each tensor-core kernel side by side (HV_CUDA_ATTN; the default on Hopper is wgmma); a
      * kernel this device/build cannot run is listed once, under the one that ran instead */
     g_autofree char *env_saved = g_strdup (g_getenv ("HV_CUDA_ATTN"));
-    static const char *const kernels[] = { "wgmma", "mma" };
+    static const char *const kernels[] = { "wgmma", "wgmma-ws", "mma" };
     const char *ran_before = NULL;
-    for (int ki = 0; ki < 2; ki++) {
+    for (int ki = 0; ki < (int) G_N_ELEMENTS (kernels); ki++) {
       g_setenv ("HV_CUDA_ATTN", kernels[ki], TRUE);
       const char *kn = hv_k_attention_kernel (kc, 128, 0);
       if (ran_before && strcmp (kn, ran_before) == 0)
