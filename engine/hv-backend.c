@@ -216,25 +216,24 @@ last_dim (const HvTensor *t)
 
 #define CHECK_B(b) g_return_if_fail ((b) != NULL && (b)->ops != NULL)
 
-static gboolean
-linear_args_ok (HvBackend *b, const HvTensor *y, const HvTensor *x, const HvTensor *w, const HvTensor *bias)
-{
-  g_return_val_if_fail (is_act (b, y) && is_act (b, x) && is_weight (b, w), FALSE);
-  g_return_val_if_fail (w->ndim >= 2, FALSE);
-  int64_t n = w->shape[0];
-  int64_t k = hv_tensor_numel (w) / MAX (n, 1);
-  g_return_val_if_fail (last_dim (x) == k && last_dim (y) == n, FALSE);
-  g_return_val_if_fail (hv_tensor_numel (x) / MAX (k, 1) == hv_tensor_numel (y) / MAX (n, 1), FALSE);
-  g_return_val_if_fail (bias == NULL || (is_weight (b, bias) && hv_tensor_numel (bias) == n), FALSE);
-  return TRUE;
-}
+/* A macro, so that a failed check is reported under the op's own name. */
+#define CHECK_LINEAR(b, y, x, w, bias) \
+  G_STMT_START { \
+    g_return_if_fail (is_act (b, y) && is_act (b, x) && is_weight (b, w)); \
+    g_return_if_fail ((w)->ndim >= 2); \
+    int64_t n_ = (w)->shape[0]; \
+    int64_t k_ = hv_tensor_numel (w) / MAX (n_, 1); \
+    g_return_if_fail (last_dim (x) == k_ && last_dim (y) == n_); \
+    g_return_if_fail (hv_tensor_numel (x) / MAX (k_, 1) == hv_tensor_numel (y) / MAX (n_, 1)); \
+    g_return_if_fail ((bias) == NULL || (is_weight (b, bias) && hv_tensor_numel (bias) == n_)); \
+  } G_STMT_END
 
 void
 hv_op_linear (HvBackend *b, HvTensor *y, const HvTensor *x, const HvTensor *w, const HvTensor *bias)
 {
   CHECK_B (b);
-  if (linear_args_ok (b, y, x, w, bias))
-    b->ops->linear (b, y, x, w, bias);
+  CHECK_LINEAR (b, y, x, w, bias);
+  b->ops->linear (b, y, x, w, bias);
 }
 
 void
@@ -242,8 +241,7 @@ hv_op_linear_act (HvBackend *b, HvTensor *y, const HvTensor *x, const HvTensor *
                   HvUnary act)
 {
   CHECK_B (b);
-  if (!linear_args_ok (b, y, x, w, bias))
-    return;
+  CHECK_LINEAR (b, y, x, w, bias);
   if (b->ops->linear_act) {
     b->ops->linear_act (b, y, x, w, bias, act);
     return;
