@@ -687,3 +687,19 @@ wgmma_ws_launch (HvKCtx *ctx, const AttnParams &p, int64_t B)
 }
 
 } /* namespace hv_attn */
+
+/* 1 if an mbarrier wait of k_flash_ws gave up since the last call (a protocol error: its
+ * results are garbage), 0 if not, -1 if the flag cannot be read; clears the flag. Synchronizes. */
+int
+hv_k_attention_ws_stuck (HvKCtx *ctx)
+{
+  int v = 0, zero = 0;
+  if (cudaStreamSynchronize (ctx->stream) != cudaSuccess ||
+      cudaMemcpyFromSymbol (&v, hv_attn::hv_ws_stuck, sizeof v) != cudaSuccess) {
+    (void) cudaGetLastError ();
+    return -1;
+  }
+  if (v && cudaMemcpyToSymbol (hv_attn::hv_ws_stuck, &zero, sizeof zero) != cudaSuccess)
+    (void) cudaGetLastError ();
+  return v;
+}

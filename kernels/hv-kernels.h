@@ -188,6 +188,9 @@ int hv_k_attention (HvKCtx *ctx, float *out, const float *q, const float *k, con
 #define HV_K_ATTN_MAX_D 512
 /* Which kernel hv_k_attention would run for head dim D now: "wgmma", "mma" or "f32". */
 const char *hv_k_attention_kernel (HvKCtx *ctx, int64_t D, int force_generic);
+/* 1 if a bounded mbarrier wait of the wgmma-ws kernel gave up since the last call (its output
+ * is then wrong), 0 if not, -1 if unknown; clears the record. Synchronizes. */
+int hv_k_attention_ws_stuck (HvKCtx *ctx);
 
 /* ---- conv3d (conv3d.cu) -------------------------------------------------------------------- */
 

@@ -573,6 +573,15 @@ test_attention (void)
     ATTN_K ("L1 H1", 1, 1, 1, 1, 1, 128);
 #undef ATTN_K
   }
+#if HV_HAVE_CUDA
+  /* wgmma-ws turns a hang into a timed-out wait (and wrong values): say which it was */
+  HvKCtx *k = hv_backend_cuda_context (gpu);
+  if (k && selected ("attention wgmma-ws") && hv_k_attention_ws_stuck (k) > 0) {
+    printf ("FAIL attention wgmma-ws: an mbarrier wait timed out (a protocol error in k_flash_ws)\n");
+    n_run++;
+    n_fail++;
+  }
+#endif
 }
 
 static void

@@ -319,6 +319,8 @@ bench_attention (int64_t L, const char *anchor, const char *target, int64_t n_va
       g_snprintf (what, sizeof what, "attention L=%" G_GINT64_FORMAT " DiT mask, %s", L, kn);
       if (ms > 0)
         add_row (what, "-", "-", "%.1f ms = %.0f TF/s", ms, fl / ms / 1e9);
+      if (strcmp (kn, "wgmma-ws") == 0 && hv_k_attention_ws_stuck (kc) > 0)
+        add_row ("  (wgmma-ws rows above)", "-", "-", "INVALID: a barrier wait timed out");
     }
     if (env_saved)
       g_setenv ("HV_CUDA_ATTN", env_saved, TRUE);
