@@ -12,9 +12,13 @@
 #   2. test-backend-ops -v: every op, CPU vs CUDA
 #   3. hv-fixture --backend cuda on every fixture of tests/data/fixtures (as tests/meson.build
 #      lists them); the fp8 DiT fixture also with HV_CUDA_FP8=bf16 for comparison
-#   4. compute-sanitizer memcheck + racecheck on a few small op cases (if installed)
-#   5. bench-cuda: GEMM, attention, DiT step at the real sizes, beside the PyTorch anchor, then
-#      the VAE decode at 544x960x129 in its own slot (VAE_S, default 100 s, kept from the total)
+#   4. test-pipeline-backends: the tiny model end to end, CPU vs CUDA
+#   5. bench-cuda: GEMM, conv3d, attention, DiT step at the real sizes, beside the PyTorch
+#      anchor, then the VAE decode at 544x960x129 in its own slot (VAE_S, default 100 s)
+#   6. compute-sanitizer memcheck + racecheck on a few small op cases, with what time is left
+#      (if installed; it refuses the device on gVisor machines)
+# STEPS (default ops,fixtures,pipeline,bench,vae,sanitizer) picks steps for a second, shorter
+# run, e.g. STEPS=ops,fixtures after a fix.
 # Writes $OUT/report.txt (short) and one log per step into $OUT (or ./gpu-out without $OUT).
 # Without a bundle it uses build-cuda/ when that holds the three programs.
 set -u
@@ -28,6 +32,8 @@ report="$out/report.txt"
 say () { echo "$*" | tee -a "$report"; }
 elapsed () { echo $(( $(date +%s) - start )); }
 left () { echo $(( TOTAL_S - $(date +%s) + start )); }
+STEPS=${STEPS:-ops,fixtures,pipeline,bench,vae,sanitizer}
+want () { case ",$STEPS," in *",$1,"*) return 0 ;; esac; return 1; }
 
 bundle=${1:-build-gpu-bundle}
 if [ -f "$bundle/bundle.tar.gz" ]; then
@@ -82,14 +88,17 @@ fi
 
 # ---- 2. op tests -------------------------------------------------------------------------------
 say ""
+if want ops; then
 say "== test-backend-ops (CPU vs CUDA) =="
 timeout 150 "$OPS" -v > "$out/test-backend-ops.log" 2>&1
 rc=$?
 grep -E '^FAIL|passed' "$out/test-backend-ops.log" | tee -a "$report"
 say "test-backend-ops: exit $rc$([ $rc = 124 ] && echo ' (timed out)')"
 [ $rc = 0 ] || [ $rc = 1 ] || tail -n 3 "$out/test-backend-ops.log" | sed 's/^/  /' | tee -a "$report"
+fi
 
 # ---- 3. fixtures ---------------------------------------------------------------------------------
+if want fixtures; then
 say ""
 say "== hv-fixture --backend cuda =="
 flog="$out/fixtures.log"
@@ -119,8 +128,10 @@ run_fixture dit-fp8-one-term "HV_CUDA_FP8=fast" $fixtures/dit/forward_H_fp8.json
 run_fixture vae "" $fixtures/vae/decode.json $fixtures/vae/tiling.json $fixtures/vae/encode.json
 run_fixture vae-pt "" --weights $fixtures/vae/vae_weights.pt $fixtures/vae/decode.json $fixtures/vae/tiling.json $fixtures/vae/encode.json
 grep -E '^FAIL' "$flog" | head -40 | sed 's/^/  /' | tee -a "$report"
+fi
 
 # ---- 3b. the whole tiny pipeline, CPU vs CUDA ------------------------------------------------------
+if want pipeline; then
 say ""
 say "== test-pipeline-backends (tiny model end to end, CPU vs CUDA) =="
 timeout 120 "$PIPE" > "$out/pipeline.log" 2>&1
@@ -128,18 +139,50 @@ rc=$?
 grep -E '^ok|^FAIL|passed' "$out/pipeline.log" | tee -a "$report"
 say "test-pipeline-backends: exit $rc$([ $rc = 124 ] && echo ' (timed out)')"
 [ $rc = 0 ] || [ $rc = 1 ] || tail -n 3 "$out/pipeline.log" | sed 's/^/  /' | tee -a "$report"
+fi
 
-# ---- 4. sanitizer ----------------------------------------------------------------------------------
-# Each case gets at most 60 s, and none starts unless 220 s stay for the benchmark after it.
-if ! command -v compute-sanitizer >/dev/null; then
+# ---- 5. benchmark -------------------------------------------------------------------------------
+# GEMM, attention and DiT get what is left minus VAE_S; the VAE decode then runs in its own
+# process (its own pool peak) with whatever is left, at least VAE_S unless steps 1-4 overran.
+VAE_S=${VAE_S:-100}
+if want bench || want vae; then
+  say ""
+  say "== bench-cuda ($(left) s left, $VAE_S s of it kept for the VAE decode) =="
+fi
+budget=$(( $(left) - VAE_S ))
+if ! want bench; then
+  :
+elif [ "$budget" -gt 30 ]; then
+  timeout "$budget" "$BENCH" --only gemm,conv,attn,dit > "$out/bench.log" 2>&1
+  rc=$?
+  sed -n '/^what /,$p' "$out/bench.log" | tee -a "$report"
+  [ $rc = 0 ] || { say "bench-cuda: exit $rc$([ $rc = 124 ] && echo ' (stopped at the time budget; rows so far:)')"; grep -v '^what\|^---' "$out/bench.log" | tail -12 | tee -a "$report"; }
+else
+  say "bench-cuda gemm,attn,dit: skipped (time budget)"
+fi
+budget=$(left)
+if ! want vae; then
+  :
+elif [ "$budget" -gt 45 ]; then
+  timeout "$budget" "$BENCH" --only vae --fixtures "$fixtures" > "$out/bench-vae.log" 2>&1
+  rc=$?
+  sed -n '/^what /,$p' "$out/bench-vae.log" | tail -n +2 | tee -a "$report"
+  [ $rc = 0 ] || { say "bench-cuda vae: exit $rc$([ $rc = 124 ] && echo " (stopped at the time budget, $budget s)")"; grep -v '^what' "$out/bench-vae.log" | tail -4 | tee -a "$report"; }
+else
+  say "bench-cuda vae: skipped (time budget: $budget s left)"
+fi
+# ---- 6. sanitizer (last: the benchmark matters more) ----------------------------------------------
+if ! want sanitizer; then
+  :
+elif ! command -v compute-sanitizer >/dev/null; then
   say ""
   say "compute-sanitizer: not installed, step skipped"
-elif [ "$(left)" -gt 280 ]; then
+elif [ "$(left)" -gt 40 ]; then
   say ""
-  say "== compute-sanitizer (small cases) =="
+  say "== compute-sanitizer (small cases, $(left) s left) =="
   for tool in memcheck racecheck; do
     for f in "attention D32" "attention D128 L1" "attention wgmma D128 B2 L150" "attention D80" "conv3d 1x1x1" "conv3d igemm 3x3x3 s2" "groupnorm [2" "get_rows bf16"; do
-      lim=$(( $(left) - 220 ))
+      lim=$(( $(left) - 5 ))
       if [ "$lim" -lt 15 ]; then
         say "$tool '$f' and the rest: skipped (time budget)"
         break 2
@@ -153,31 +196,6 @@ elif [ "$(left)" -gt 280 ]; then
     done
   done
   rm -f "$out/sanitizer.log.tmp"
-fi
-
-# ---- 5. benchmark -------------------------------------------------------------------------------
-# GEMM, attention and DiT get what is left minus VAE_S; the VAE decode then runs in its own
-# process (its own pool peak) with whatever is left, at least VAE_S unless steps 1-4 overran.
-VAE_S=${VAE_S:-100}
-say ""
-say "== bench-cuda ($(left) s left, $VAE_S s of it kept for the VAE decode) =="
-budget=$(( $(left) - VAE_S ))
-if [ "$budget" -gt 30 ]; then
-  timeout "$budget" "$BENCH" --only gemm,conv,attn,dit > "$out/bench.log" 2>&1
-  rc=$?
-  sed -n '/^what /,$p' "$out/bench.log" | tee -a "$report"
-  [ $rc = 0 ] || { say "bench-cuda: exit $rc$([ $rc = 124 ] && echo ' (stopped at the time budget; rows so far:)')"; grep -v '^what\|^---' "$out/bench.log" | tail -12 | tee -a "$report"; }
-else
-  say "bench-cuda gemm,attn,dit: skipped (time budget)"
-fi
-budget=$(left)
-if [ "$budget" -gt 45 ]; then
-  timeout "$budget" "$BENCH" --only vae --fixtures "$fixtures" > "$out/bench-vae.log" 2>&1
-  rc=$?
-  sed -n '/^what /,$p' "$out/bench-vae.log" | tail -n +2 | tee -a "$report"
-  [ $rc = 0 ] || { say "bench-cuda vae: exit $rc$([ $rc = 124 ] && echo " (stopped at the time budget, $budget s)")"; grep -v '^what' "$out/bench-vae.log" | tail -4 | tee -a "$report"; }
-else
-  say "bench-cuda vae: skipped (time budget: $budget s left)"
 fi
 say ""
 say "total $(elapsed) s"
