@@ -46,6 +46,24 @@ row_of (int64_t rows, int64_t *row, int *t0, int *tstride)
   return *row < rows;
 }
 
+/* Mean and 1/sqrt(biased variance + eps) of one row, two-pass. */
+template <bool WARP>
+static __device__ __forceinline__ void
+row_moments (const float *xr, int C, int t0, int ts, float eps, float *red, float *mean, float *rstd)
+{
+  float s = 0.0f;
+  for (int i = t0; i < C; i += ts)
+    s += xr[i];
+  const float m = row_sum<WARP> (s, red) / C;
+  float d2 = 0.0f;
+  for (int i = t0; i < C; i += ts) {
+    float d = xr[i] - m;
+    d2 += d * d;
+  }
+  *mean = m;
+  *rstd = 1.0f / sqrtf (row_sum<WARP> (d2, red) / C + eps);
+}
+
 template <bool WARP>
 __global__ void
 k_layernorm (float *y, const float *x, int64_t rows, int C, const void *w, int wdt, float wscale,
@@ -59,17 +77,8 @@ k_layernorm (float *y, const float *x, int64_t rows, int C, const void *w, int w
     return;
   const float *xr = x + row * C;
   float *yr = y + row * C;
-  float s = 0.0f;
-  for (int i = t0; i < C; i += ts)
-    s += xr[i];
-  float mean = row_sum<WARP> (s, red) / C;
-  float d2 = 0.0f;
-  for (int i = t0; i < C; i += ts) {
-    float d = xr[i] - mean;
-    d2 += d * d;
-  }
-  float var = row_sum<WARP> (d2, red) / C;
-  float rstd = 1.0f / sqrtf (var + eps);
+  float mean, rstd;
+  row_moments<WARP> (xr, C, t0, ts, eps, red, &mean, &rstd);
   for (int i = t0; i < C; i += ts) {
     float v = (xr[i] - mean) * rstd;
     if (w)
@@ -96,17 +105,8 @@ k_layernorm_modulate (float *y, const float *x, int64_t rows, int C, const float
   float *yr = y + row * C;
   const float *sh = shift ? shift + (row / shift_rows) * C : NULL;
   const float *sc = scale ? scale + (row / scale_rows) * C : NULL;
-  float s = 0.0f;
-  for (int i = t0; i < C; i += ts)
-    s += xr[i];
-  float mean = row_sum<WARP> (s, red) / C;
-  float d2 = 0.0f;
-  for (int i = t0; i < C; i += ts) {
-    float d = xr[i] - mean;
-    d2 += d * d;
-  }
-  float var = row_sum<WARP> (d2, red) / C;
-  float rstd = 1.0f / sqrtf (var + eps);
+  float mean, rstd;
+  row_moments<WARP> (xr, C, t0, ts, eps, red, &mean, &rstd);
   for (int i = t0; i < C; i += ts) {
     float v = (xr[i] - mean) * rstd;
     if (sc)
