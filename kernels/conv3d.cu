@@ -59,7 +59,9 @@
  *
  * Which path: HV_CUDA_CONV=im2col forces im2col, HV_CUDA_CONV=igemm the implicit GEMM wherever
  * it can run (sm_80+, a channel volume T·H·W < 2^31, B <= 65535), HV_CUDA_CONV=igemm-wide the
- * same with the wide variant where Co > 64; by default the implicit GEMM
+ * same with the wide variant where Co > 64, HV_CUDA_CONV=igemm-wgmma the Hopper wgmma kernel of
+ * conv3d-wgmma.cu where it runs (compute 9.0, sm_90a code, Ci and Co >= 32), else the default
+ * choice (igemm, then im2col); by default the implicit GEMM
  * runs when it can and Ci >= 16 (for Ci = 3 the 32-channel K chunk would be mostly zeros and
  * im2col's column buffer is small). Read on every call, so a test can switch per case. */
 #include "cuda-common.cuh"
@@ -68,6 +70,16 @@
 
 #define THREADS 256
 #define COL_BUDGET ((int64_t) 256 << 20)
+
+/* conv3d-wgmma.cu: the Hopper (sm_90a) implicit GEMM on wgmma */
+namespace hv_conv {
+int wgmma_supported (HvKCtx *ctx, int64_t Ci, int64_t T, int64_t H, int64_t W, int64_t Co,
+                     const int *ks, int64_t Ho, int64_t Wo, int64_t P);
+int wgmma_conv3d (HvKCtx *ctx, float *y, const float *x, int64_t B, int64_t Ci, int64_t T,
+                  int64_t H, int64_t W, const void *w, int wdt, float wscale, int64_t Co,
+                  const int *ks, const int *stride, const int *pad, const void *bias, int bdt,
+                  float bscale, int64_t Ho, int64_t Wo, int64_t P);
+}
 
 struct Im2col {
   int64_t Ci, T, H, W;
@@ -385,7 +397,8 @@ launch_igemm (HvKCtx *ctx, IgParams &p, int64_t B)
 }
 
 /* 0 automatic, 1 im2col, 2 implicit GEMM, 3 implicit GEMM with 64-position warp tiles where
- * Co > 64 (environment HV_CUDA_CONV) */
+ * Co > 64, 4 the Hopper wgmma kernel (conv3d-wgmma.cu) where it runs, else as 0 (environment
+ * HV_CUDA_CONV) */
 int
 conv_mode (void)
 {
@@ -396,6 +409,8 @@ conv_mode (void)
     return 2;
   if (env && strcmp (env, "igemm-wide") == 0)
     return 3;
+  if (env && strcmp (env, "igemm-wgmma") == 0)
+    return 4;
   return 0;
 }
 
@@ -475,7 +490,11 @@ hv_k_conv3d (HvKCtx *ctx, float *y, const float *x, int64_t B, int64_t Ci, int64
                         (T + 2 * pad[0]) * (H + 2 * pad[1]) * (W + 2 * pad[2]) < ((int64_t) 1 << 31) &&
                         ncc * taps < (1 << 30) && B <= 65535 && tiles < ((int64_t) 1 << 31) &&
                         g.Ho * g.Wo < ((int64_t) 1 << 31);
-  if (igemm_ok && (mode >= 2 || (mode == 0 && Ci >= 16)))
+  if (mode == 4 && igemm_ok &&
+      hv_conv::wgmma_supported (ctx, Ci, T, H, W, Co, ks, g.Ho, g.Wo, P))
+    return hv_conv::wgmma_conv3d (ctx, y, x, B, Ci, T, H, W, w, wdt, wscale, Co, ks, stride, pad,
+                                  bias, bdt, bscale, g.Ho, g.Wo, P);
+  if (igemm_ok && (mode == 2 || mode == 3 || ((mode == 0 || mode == 4) && Ci >= 16)))
     return conv3d_igemm (ctx, y, x, B, Ci, T, H, W, w, wdt, wscale, Co, ks, stride, pad, bias, bdt,
                          bscale, g.Ho, g.Wo, P, mode == 3);
 

@@ -192,10 +192,15 @@ const char *hv_k_attention_kernel (HvKCtx *ctx, int64_t D, int force_generic);
  * is then wrong), 0 if not, -1 if unknown; clears the record. Synchronizes. */
 int hv_k_attention_ws_stuck (HvKCtx *ctx);
 
-/* ---- conv3d (conv3d.cu) -------------------------------------------------------------------- */
+/* ---- conv3d (conv3d.cu, conv3d-wgmma.cu) -------------------------------------------------- */
 
 /* y [B, Co, To, Ho, Wo] = conv3d(x [B, Ci, T, H, W], w [Co, Ci, kt, kh, kw]) + bias, zero
- * padding; im2col in bf16 (chunked to bound memory) + cuBLASLt bf16 GEMM, fp32 accumulation. */
+ * padding; bf16 operands, fp32 accumulation. Paths (HV_CUDA_CONV, read on every call): the
+ * implicit-GEMM mma.sync kernel (default where Ci >= 16, "igemm", "igemm-wide"), the Hopper
+ * wgmma kernel ("igemm-wgmma": compute 9.0 with sm_90a code, Ci and Co >= 32; it needs a bf16
+ * channels-last copy of one batch item, <= 4 GiB; HV_CUDA_CONV_STAGES=3 for 3 pipeline stages
+ * instead of 4), im2col in bf16 (chunked to bound memory) + cuBLASLt bf16 GEMM ("im2col", and
+ * whatever the others cannot take). */
 int hv_k_conv3d (HvKCtx *ctx, float *y, const float *x, int64_t B, int64_t Ci, int64_t T,
                  int64_t H, int64_t W, const void *w, int wdt, float wscale, int64_t Co,
                  const int *ksize, const int *stride, const int *pad, const void *bias, int bdt,

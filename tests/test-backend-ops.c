@@ -880,8 +880,8 @@ test_movers (void)
   }
 }
 
-/* path: NULL = the backend's choice; "im2col" / "igemm" forces a CUDA conv3d path
- * (HV_CUDA_CONV, read on every call) */
+/* path: NULL = the backend's choice; "im2col" / "igemm" / "igemm-wide" / "igemm-wgmma" forces
+ * a CUDA conv3d path (HV_CUDA_CONV, read on every call) */
 static void
 conv_case_path (const char *name, const char *path, int64_t B, int64_t Ci, int64_t T, int64_t H,
                 int64_t W, int64_t Co, const int *k, const int *stride, const int *pad, HvDType wdt,
@@ -919,14 +919,15 @@ conv_case (const char *name, int64_t B, int64_t Ci, int64_t T, int64_t H, int64_
 }
 
 /* The same case on each CUDA path: the implicit-GEMM kernel (igemm-wide: its 4-warp variant,
- * different only for Co > 64) and the im2col + cuBLASLt fallback. */
+ * different only for Co > 64; igemm-wgmma: the Hopper wgmma kernel where it runs — compute 9.0,
+ * Ci and Co >= 32 — else the default path) and the im2col + cuBLASLt fallback. */
 static void
 conv_case_both (const char *what, int64_t B, int64_t Ci, int64_t T, int64_t H, int64_t W,
                 int64_t Co, const int *k, const int *stride, const int *pad, HvDType wdt,
                 gboolean bias, double bound)
 {
-  static const char *const paths[] = { "igemm", "igemm-wide", "im2col" };
-  for (int i = 0; i < 3; i++) {
+  static const char *const paths[] = { "igemm", "igemm-wide", "igemm-wgmma", "im2col" };
+  for (int i = 0; i < 4; i++) {
     g_autofree char *name = g_strdup_printf ("conv3d %s %s", paths[i], what);
     conv_case_path (name, paths[i], B, Ci, T, H, W, Co, k, stride, pad, wdt, bias, bound);
   }
@@ -950,6 +951,14 @@ test_conv (void)
                   (int[]) { 0, 1, 1 }, HV_DTYPE_BF16, FALSE, 2e-6);
   conv_case_both ("3x3x3 p0 Ci48 Co72 f16 weights", 1, 48, 3, 7, 9, 72, (int[]) { 3, 3, 3 }, (int[]) { 1, 1, 1 },
                   (int[]) { 0, 0, 0 }, HV_DTYPE_F16, TRUE, 1e-2);
+  /* wgmma kernel shapes: 64-channel K chunks with a Ci tail, Co tiles of 128 (two warpgroups)
+   * and 64 (one), several 256-position tiles, stride 2 */
+  conv_case_both ("3x3x3 s2 p1 Ci33 Co72 B2", 2, 33, 5, 9, 11, 72, (int[]) { 3, 3, 3 }, (int[]) { 2, 2, 2 },
+                  (int[]) { 1, 1, 1 }, HV_DTYPE_BF16, TRUE, 2e-6);
+  conv_case_both ("3x3x3 p1 Ci96 Co48 [1,96,3,11,25]", 1, 96, 3, 11, 25, 48, (int[]) { 3, 3, 3 },
+                  (int[]) { 1, 1, 1 }, (int[]) { 1, 1, 1 }, HV_DTYPE_BF16, TRUE, 2e-6);
+  conv_case_both ("1x1x1 Ci70 Co130 B2 P=600", 2, 70, 2, 10, 30, 130, (int[]) { 1, 1, 1 }, (int[]) { 1, 1, 1 },
+                  (int[]) { 0, 0, 0 }, HV_DTYPE_BF16, TRUE, 2e-6);
   conv_case ("conv3d 3x3x3 s1 p1 bf16 +bias", 1, 8, 5, 9, 11, 16, (int[]) { 3, 3, 3 }, (int[]) { 1, 1, 1 },
              (int[]) { 1, 1, 1 }, HV_DTYPE_BF16, TRUE, 2e-6);
   conv_case ("conv3d 3x3x3 s(1,2,2) p(0,1,1) B2", 2, 6, 4, 10, 12, 8, (int[]) { 3, 3, 3 }, (int[]) { 1, 2, 2 },

@@ -10,6 +10,7 @@
  *  conv  one full-resolution VAE conv: 128 -> 128 channels, 3x3x3, x [1,128,19,258,258] (padded
  *        by the engine) -> y [1,128,17,256,256], f16 weights + bias, on each CUDA path
  *        (HV_CUDA_CONV=igemm: implicit GEMM, 8 warps of 64x32; igemm-wide: 4 warps of 64x64;
+ *        igemm-wgmma: the Hopper wgmma kernel, 4 and 3 (HV_CUDA_CONV_STAGES=3) stages;
  *        im2col: column buffer + cuBLASLt), TFLOP/s
  *  attn  attention, 24 heads × 128, L = 67,576 and 119,056 (544×960×129 and 720×1280×129
  *        video tokens + 256 text): no mask (what SDPA times) and the DiT's segment mask, with
@@ -236,15 +237,23 @@ bench_conv (void)
     printf ("bench-cuda: conv3d: out of GPU memory\n");
     goto out;
   }
-  static const char *const paths[] = { "igemm", "igemm-wide", "im2col" };
-  for (int i = 0; i < 3; i++) {
+  /* igemm-wgmma: the Hopper kernel (conv3d-wgmma.cu; the default path where it cannot run),
+   * with 4 and with 3 shared-memory stages (HV_CUDA_CONV_STAGES) */
+  static const char *const paths[] = { "igemm", "igemm-wide", "igemm-wgmma", "igemm-wgmma", "im2col" };
+  static const char *const label[] = { "igemm", "igemm-wide", "igemm-wgmma", "igemm-wgmma s3", "im2col" };
+  static const char *const predicted[] = { "~2.5-3.3 ms predicted", "~2.5-3.3 ms predicted",
+                                           "~1.9-2.5 ms predicted", "~1.9-2.5 ms predicted", "-" };
+  for (int i = 0; i < 5; i++) {
     g_setenv ("HV_CUDA_CONV", paths[i], TRUE);
+    if (i == 3)
+      g_setenv ("HV_CUDA_CONV_STAGES", "3", TRUE);
     double ms = time_ms (run_conv, &c, 1, reps);
     g_unsetenv ("HV_CUDA_CONV");
-    char what[64];
-    g_snprintf (what, sizeof what, "conv3d 128->128 3x3x3 [1,128,17,256,256] %s", paths[i]);
+    g_unsetenv ("HV_CUDA_CONV_STAGES");
+    char what[80];
+    g_snprintf (what, sizeof what, "conv3d 128->128 3x3x3 [1,128,17,256,256] %s", label[i]);
     if (ms > 0)
-      add_row (what, "-", i < 2 ? "~2.5-3.3 ms predicted" : "-", "%.2f ms = %.0f TF/s", ms, flop / ms / 1e9);
+      add_row (what, "-", predicted[i], "%.2f ms = %.0f TF/s", ms, flop / ms / 1e9);
   }
 out:
   hv_tensor_free (c.x);

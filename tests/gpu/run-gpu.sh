@@ -181,7 +181,7 @@ elif [ "$(left)" -gt 40 ]; then
   say ""
   say "== compute-sanitizer (small cases, $(left) s left) =="
   for tool in memcheck racecheck; do
-    for f in "attention D32" "attention D128 L1" "attention wgmma D128 B2 L150" "attention D80" "conv3d 1x1x1" "conv3d igemm 3x3x3 s2" "groupnorm [2" "get_rows bf16"; do
+    for f in "attention D32" "attention D128 L1" "attention wgmma D128 B2 L150" "attention D80" "conv3d 1x1x1" "conv3d igemm 3x3x3 s2" "conv3d igemm-wgmma 3x3x3 s2" "groupnorm [2" "get_rows bf16"; do
       lim=$(( $(left) - 5 ))
       if [ "$lim" -lt 15 ]; then
         say "$tool '$f' and the rest: skipped (time budget)"
