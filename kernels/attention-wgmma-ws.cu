@@ -98,6 +98,7 @@
  *  - tensor map limits (strides multiple of 16 bytes, < 2^40; dims < 2^32; base 16-byte
  *    aligned): checked by cuTensorMapEncodeTiled, whose failure falls back to k_flash_wgmma. */
 #include "attention-common.cuh"
+#include "wgmma.cuh"
 #include <cuda.h>            /* CUtensorMap and its enums only: no -lcuda, the entry point */
 #include <cudaTypedefs.h>    /* comes from cudaGetDriverEntryPointByVersion */
 
@@ -123,93 +124,7 @@ static_assert (128 * PRODUCER_REGS + 256 * CONSUMER_REGS <= 65536, "register fil
 constexpr uint32_t CB_BYTES = 128u * 128u;   /* one 64-column block of a tile (one TMA box) */
 constexpr int CONSUMER_WARPS = 8;             /* arrivals on an empty barrier */
 
-/* ---- wgmma helpers (as in attention-wgmma.cu; kept private to this file so that the tested
- * kernel there stays untouched) ------------------------------------------------------------- */
-
-/* K-major operand, 128-byte swizzle, SBO = 1024 bytes, LBO unused (1), base offset 0. */
-__device__ __forceinline__ uint64_t
-ws_desc (uint32_t a)
-{
-  return (uint64_t) ((a & 0x3FFFFu) >> 4) | ((uint64_t) 1 << 16) | ((uint64_t) (1024 >> 4) << 32)
-       | ((uint64_t) 1 << 62);
-}
-
-__device__ __forceinline__ float
-ws_ex2 (float x)
-{
-  float y;
-  asm ("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
-  return y;
-}
-
-__device__ __forceinline__ void
-ws_fence ()
-{
-  asm volatile ("wgmma.fence.sync.aligned;\n" ::: "memory");
-}
-
-__device__ __forceinline__ void
-ws_commit ()
-{
-  asm volatile ("wgmma.commit_group.sync.aligned;\n" ::: "memory");
-}
-
-template <int N>
-__device__ __forceinline__ void
-ws_wait ()
-{
-  asm volatile ("wgmma.wait_group.sync.aligned %0;\n" :: "n"(N) : "memory");
-}
-
-__device__ __forceinline__ void
-ws_fence_regs (float (&d)[64])
-{
-#pragma unroll
-  for (int i = 0; i < 64; i++)
-    asm volatile ("" : "+f"(d[i]) :: "memory");
-}
-
-__device__ __forceinline__ void
-ws_fence_regs (uint32_t (&a)[8][4])
-{
-#pragma unroll
-  for (int i = 0; i < 8; i++)
-#pragma unroll
-    for (int e = 0; e < 4; e++)
-      asm volatile ("" : "+r"(a[i][e]) :: "memory");
-}
-
-#define HV_WS_ACC64(d) \
-    "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), \
-    "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), \
-    "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), \
-    "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), \
-    "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), \
-    "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), \
-    "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]), \
-    "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63])
-
-/* d (64×128 f32) = (scale_d ? d : 0) + A (64×16, smem) · B (16×128, smem) */
-__device__ __forceinline__ void
-ws_mma_ss (float (&d)[64], uint64_t da, uint64_t db, int scale_d)
-{
-  asm volatile ("{\n.reg .pred p;\nsetp.ne.b32 p, %66, 0;\n"
-                "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 "
-                "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63}, %64, %65, p, 1, 1, 0, 0;\n}\n"
-                : HV_WS_ACC64 (d)
-                : "l"(da), "l"(db), "r"(scale_d));
-}
-
-/* d (64×128 f32) += A (64×16 bf16 in registers) · B (16×128, smem) */
-__device__ __forceinline__ void
-ws_mma_rs (float (&d)[64], const uint32_t (&a)[4], uint64_t db)
-{
-  asm volatile ("{\n.reg .pred p;\nsetp.ne.b32 p, %69, 0;\n"
-                "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 "
-                "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63}, {%64, %65, %66, %67}, %68, p, 1, 1, 0;\n}\n"
-                : HV_WS_ACC64 (d)
-                : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db), "r"(1));
-}
+using namespace hv_wg;
 
 /* ---- mbarriers, TMA, named barriers, register reallocation --------------------------------- */
 
@@ -357,9 +272,9 @@ consume (const AttnParams &p, int c, uint32_t sQ, uint32_t sK, uint32_t sV, uint
 #pragma unroll
     for (int kk = 0; kk < 8; kk++) {
       const uint32_t off = (uint32_t) (kk >> 2) * CB_BYTES + (uint32_t) (kk & 3) * 32u;
-      ws_mma_ss (s, ws_desc (sQw + off), ws_desc (kb + off), kk > 0);
+      wgmma_ss (s, desc_sw128 (sQw + off), desc_sw128 (kb + off), kk > 0);
     }
-    ws_commit ();
+    wg_commit ();
   };
   /* O += P · V(stage): 8 k-steps of 16 keys; B = the Vᵀ tile (rows d, K-major over keys) */
   auto issue_pv = [&] (int stage) {
@@ -367,9 +282,9 @@ consume (const AttnParams &p, int c, uint32_t sQ, uint32_t sK, uint32_t sV, uint
 #pragma unroll
     for (int kk = 0; kk < 8; kk++) {
       const uint32_t off = (uint32_t) (kk >> 2) * CB_BYTES + (uint32_t) (kk & 3) * 32u;
-      ws_mma_rs (o, pf[kk], ws_desc (vb + off));
+      wgmma_rs (o, pf[kk], desc_sw128 (vb + off));
     }
-    ws_commit ();
+    wg_commit ();
   };
   /* this warp is done reading the stage (its wgmma.wait_group returned): one arrival per warp */
   auto release = [&] (uint32_t bar) {
@@ -404,17 +319,17 @@ consume (const AttnParams &p, int c, uint32_t sQ, uint32_t sK, uint32_t sV, uint
     /* a row with nothing allowed so far keeps max -inf: subtract 0 so exp2 gives 0, not NaN */
     const float mu0 = mn0 == -HV_CUDA_INF ? 0.0f : mn0;
     const float mu1 = mn1 == -HV_CUDA_INF ? 0.0f : mn1;
-    a0 = ws_ex2 (m0 - mu0);
-    a1 = ws_ex2 (m1 - mu1);
+    a0 = ex2 (m0 - mu0);
+    a1 = ex2 (m1 - mu1);
     m0 = mn0;
     m1 = mn1;
     float rs0 = 0.0f, rs1 = 0.0f;
 #pragma unroll
     for (int cc = 0; cc < 16; cc++) {
-      s[4 * cc] = ws_ex2 (s[4 * cc] - mu0);
-      s[4 * cc + 1] = ws_ex2 (s[4 * cc + 1] - mu0);
-      s[4 * cc + 2] = ws_ex2 (s[4 * cc + 2] - mu1);
-      s[4 * cc + 3] = ws_ex2 (s[4 * cc + 3] - mu1);
+      s[4 * cc] = ex2 (s[4 * cc] - mu0);
+      s[4 * cc + 1] = ex2 (s[4 * cc + 1] - mu0);
+      s[4 * cc + 2] = ex2 (s[4 * cc + 2] - mu1);
+      s[4 * cc + 3] = ex2 (s[4 * cc + 3] - mu1);
       rs0 += s[4 * cc] + s[4 * cc + 1];
       rs1 += s[4 * cc + 2] + s[4 * cc + 3];
     }
@@ -449,11 +364,11 @@ consume (const AttnParams &p, int c, uint32_t sQ, uint32_t sK, uint32_t sV, uint
     int sc = 0, pc = 0;   /* stage and parity of active tile i (the one whose P is ready) */
     mbar_wait (full_k (0), 0);
     sched_sync (c);
-    ws_fence ();
+    wg_fence ();
     issue_s (0);
     sched_arrive (c);
-    ws_wait<0> ();
-    ws_fence_regs (s);
+    wg_wait<0> ();
+    fence_regs (s);
     release (empty_k (0));
     softmax (kt);
     rescale_pack ();
@@ -464,17 +379,17 @@ consume (const AttnParams &p, int c, uint32_t sQ, uint32_t sK, uint32_t sV, uint
       mbar_wait (full_k (sn), (uint32_t) pn);
       mbar_wait (full_v (sc), (uint32_t) pc);
       sched_sync (c);
-      ws_fence ();   /* s, pf and o were written by ordinary code */
+      wg_fence ();   /* s, pf and o were written by ordinary code */
       issue_s (sn);
       issue_pv (sc);
       sched_arrive (c);
-      ws_wait<1> ();   /* S_{i+1} done, P_i·V_i may still run */
-      ws_fence_regs (s);
+      wg_wait<1> ();   /* S_{i+1} done, P_i·V_i may still run */
+      fence_regs (s);
       release (empty_k (sn));
       softmax (ktn);
-      ws_wait<0> ();
-      ws_fence_regs (o);
-      ws_fence_regs (pf);
+      wg_wait<0> ();
+      fence_regs (o);
+      fence_regs (pf);
       release (empty_v (sc));
       rescale_pack ();
       sc = sn;
@@ -483,12 +398,12 @@ consume (const AttnParams &p, int c, uint32_t sQ, uint32_t sK, uint32_t sV, uint
     /* round n: the last tile's P·V. Consumer 1's arrive here would have no matching sync. */
     mbar_wait (full_v (sc), (uint32_t) pc);
     sched_sync (c);
-    ws_fence ();
+    wg_fence ();
     issue_pv (sc);
     if (c == 0)
       sched_arrive (c);
-    ws_wait<0> ();
-    ws_fence_regs (o);
+    wg_wait<0> ();
+    fence_regs (o);
     release (empty_v (sc));
   }
 

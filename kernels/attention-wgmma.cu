@@ -69,6 +69,7 @@
  * barriers (one's softmax during the other's GEMMs, FA3's scheduling), then TMA loads from a
  * producer warp with setmaxnreg to free issue slots and registers, and 176-key tiles. */
 #include "attention-common.cuh"
+#include "wgmma.cuh"
 
 namespace hv_attn {
 namespace {
@@ -92,106 +93,7 @@ sw128 (int row, int chunk)
   return (uint32_t) (chunk >> 3) * CB_BYTES + (uint32_t) row * 128u + (uint32_t) (((chunk & 7) ^ (row & 7)) << 4);
 }
 
-/* Matrix descriptor of a K-major operand with 128-byte swizzle starting at shared address a:
- * LBO is unused for swizzled K-major layouts (set to 1 as CUTLASS does), SBO = 1024 bytes between
- * 8-row groups, base offset 0 (every atom starts on a 1024-byte boundary), swizzle mode 1. */
-__device__ __forceinline__ uint64_t
-desc_sw128 (uint32_t a)
-{
-  return (uint64_t) ((a & 0x3FFFFu) >> 4) | ((uint64_t) 1 << 16) | ((uint64_t) (1024 >> 4) << 32)
-       | ((uint64_t) 1 << 62);
-}
-
-__device__ __forceinline__ void
-cp_async16_s (uint32_t saddr, const void *gmem, int src_bytes)
-{
-  asm volatile ("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" :: "r"(saddr), "l"(gmem), "r"(src_bytes));
-}
-
-__device__ __forceinline__ void
-fence_proxy_async ()
-{
-  asm volatile ("fence.proxy.async.shared::cta;\n" ::: "memory");
-}
-
-__device__ __forceinline__ float
-ex2 (float x)
-{
-  float y;
-  asm ("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
-  return y;
-}
-
-__device__ __forceinline__ void
-wg_fence ()
-{
-  asm volatile ("wgmma.fence.sync.aligned;\n" ::: "memory");
-}
-
-__device__ __forceinline__ void
-wg_commit ()
-{
-  asm volatile ("wgmma.commit_group.sync.aligned;\n" ::: "memory");
-}
-
-template <int N>
-__device__ __forceinline__ void
-wg_wait ()
-{
-  asm volatile ("wgmma.wait_group.sync.aligned %0;\n" :: "n"(N) : "memory");
-}
-
-/* Tells the compiler the registers are (re)defined here, so that no access to them moves
- * across the wgmma wait before it (the tensor core writes them asynchronously). */
-__device__ __forceinline__ void
-fence_regs (float (&d)[64])
-{
-#pragma unroll
-  for (int i = 0; i < 64; i++)
-    asm volatile ("" : "+f"(d[i]) :: "memory");
-}
-
-__device__ __forceinline__ void
-fence_regs (uint32_t (&a)[8][4])
-{
-#pragma unroll
-  for (int i = 0; i < 8; i++)
-#pragma unroll
-    for (int e = 0; e < 4; e++)
-      asm volatile ("" : "+r"(a[i][e]) :: "memory");
-}
-
-#define HV_WG_ACC64(d) \
-    "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), \
-    "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), \
-    "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), \
-    "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), \
-    "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), \
-    "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), \
-    "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]), \
-    "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63])
-
-/* d (64×128 f32) = (scale_d ? d : 0) + A (64×16, smem descriptor) · B (16×128, smem descriptor) */
-__device__ __forceinline__ void
-wgmma_ss (float (&d)[64], uint64_t da, uint64_t db, int scale_d)
-{
-  asm volatile ("{\n.reg .pred p;\nsetp.ne.b32 p, %66, 0;\n"
-                "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 "
-                "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63}, %64, %65, p, 1, 1, 0, 0;\n}\n"
-                : HV_WG_ACC64 (d)
-                : "l"(da), "l"(db), "r"(scale_d));
-}
-
-/* d (64×128 f32) += A (64×16 bf16 in registers, 4 × bf16x2 per thread) · B (smem descriptor) */
-__device__ __forceinline__ void
-wgmma_rs (float (&d)[64], const uint32_t (&a)[4], uint64_t db)
-{
-  asm volatile ("{\n.reg .pred p;\nsetp.ne.b32 p, %69, 0;\n"
-                "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 "
-                "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63}, {%64, %65, %66, %67}, %68, p, 1, 1, 0;\n}\n"
-                : HV_WG_ACC64 (d)
-                : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db), "r"(1));
-}
+using namespace hv_wg;
 #endif
 
 __global__ void __launch_bounds__ (WG_THREADS, 1)

@@ -100,6 +100,7 @@
  * ~28 KB of L1, so the .ca reuse may vanish with STAGES=4; (4) never run: the emulator checks
  * layouts against the ISA text, not against silicon. */
 #include "cuda-common.cuh"
+#include "wgmma.cuh"
 #include <stdlib.h>
 #include <string.h>
 
@@ -138,118 +139,7 @@ struct CwParams {
 
 /* Device helpers exist only in the sm_90a pass (an sm_80 pass compiles the kernel to a trap). */
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
-/* Matrix descriptor of a K-major operand with 128-byte swizzle at shared address a (as
- * attention-wgmma.cu's desc_sw128): start >> 4 in bits 0-13, LBO 1 (unused when swizzled),
- * SBO 1024 B >> 4 in bits 32-45, base offset 0 (atoms 1024-aligned), swizzle mode 1 (bits 62-63). */
-__device__ __forceinline__ uint64_t
-cw_desc (uint32_t a)
-{
-  return (uint64_t) ((a & 0x3FFFFu) >> 4) | ((uint64_t) 1 << 16) | ((uint64_t) (1024 >> 4) << 32)
-       | ((uint64_t) 1 << 62);
-}
-
-__device__ __forceinline__ void
-cw_cp_async_cg (uint32_t s, const void *gmem, int src_bytes)
-{
-  asm volatile ("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" :: "r"(s), "l"(gmem), "r"(src_bytes));
-}
-
-__device__ __forceinline__ void
-cw_cp_async_ca (uint32_t s, const void *gmem, int src_bytes)
-{
-  asm volatile ("cp.async.ca.shared.global [%0], [%1], 16, %2;\n" :: "r"(s), "l"(gmem), "r"(src_bytes));
-}
-
-__device__ __forceinline__ void
-cw_commit ()
-{
-  asm volatile ("cp.async.commit_group;\n" ::: "memory");
-}
-
-template <int N>
-__device__ __forceinline__ void
-cw_cp_wait ()
-{
-  asm volatile ("cp.async.wait_group %0;\n" :: "n"(N) : "memory");
-}
-
-__device__ __forceinline__ void
-cw_fence_proxy_async ()
-{
-  asm volatile ("fence.proxy.async.shared::cta;\n" ::: "memory");
-}
-
-__device__ __forceinline__ void
-cw_wg_fence ()
-{
-  asm volatile ("wgmma.fence.sync.aligned;\n" ::: "memory");
-}
-
-__device__ __forceinline__ void
-cw_wg_commit ()
-{
-  asm volatile ("wgmma.commit_group.sync.aligned;\n" ::: "memory");
-}
-
-template <int N>
-__device__ __forceinline__ void
-cw_wg_wait ()
-{
-  asm volatile ("wgmma.wait_group.sync.aligned %0;\n" :: "n"(N) : "memory");
-}
-
-#define CW_F8(d, o) "+f"(d[o]), "+f"(d[o + 1]), "+f"(d[o + 2]), "+f"(d[o + 3]), \
-    "+f"(d[o + 4]), "+f"(d[o + 5]), "+f"(d[o + 6]), "+f"(d[o + 7])
-#define CW_ACC64(d, o) CW_F8 (d, o), CW_F8 (d, o + 8), CW_F8 (d, o + 16), CW_F8 (d, o + 24), \
-    CW_F8 (d, o + 32), CW_F8 (d, o + 40), CW_F8 (d, o + 48), CW_F8 (d, o + 56)
-/* d (64×N f32) += A (64×16 bf16, descriptor) · B (16×N bf16, descriptor), both K-major */
-template <int N> struct CwMma;
-
-template <> struct CwMma<128> {
-  static __device__ __forceinline__ void
-  run (float (&d)[64], uint64_t da, uint64_t db)
-  {
-    asm volatile ("{\n.reg .pred p;\nsetp.ne.b32 p, %66, 0;\n"
-                  "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 {"
-                  "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "
-                  "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, "
-                  "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, "
-                  "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63"
-                  "}, %64, %65, p, 1, 1, 0, 0;\n}\n"
-                  : CW_ACC64 (d, 0)
-                  : "l"(da), "l"(db), "r"(1));
-  }
-};
-
-template <> struct CwMma<256> {
-  static __device__ __forceinline__ void
-  run (float (&d)[128], uint64_t da, uint64_t db)
-  {
-    asm volatile ("{\n.reg .pred p;\nsetp.ne.b32 p, %130, 0;\n"
-                  "wgmma.mma_async.sync.aligned.m64n256k16.f32.bf16.bf16 {"
-                  "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "
-                  "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, "
-                  "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, "
-                  "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63, "
-                  "%64, %65, %66, %67, %68, %69, %70, %71, %72, %73, %74, %75, %76, %77, %78, %79, "
-                  "%80, %81, %82, %83, %84, %85, %86, %87, %88, %89, %90, %91, %92, %93, %94, %95, "
-                  "%96, %97, %98, %99, %100, %101, %102, %103, %104, %105, %106, %107, %108, %109, %110, %111, "
-                  "%112, %113, %114, %115, %116, %117, %118, %119, %120, %121, %122, %123, %124, %125, %126, %127"
-                  "}, %128, %129, p, 1, 1, 0, 0;\n}\n"
-                  : CW_ACC64 (d, 0), CW_ACC64 (d, 64)
-                  : "l"(da), "l"(db), "r"(1));
-  }
-};
-
-/* the tensor core writes the accumulators asynchronously: no access may move above the wait */
-template <int NA>
-__device__ __forceinline__ void
-cw_fence_regs (float (&d)[NA])
-{
-#pragma unroll
-  for (int i = 0; i < NA; i++)
-    asm volatile ("" : "+f"(d[i]) :: "memory");
-}
+using namespace hv_wg;
 #endif
 
 /* A far-away base coordinate: no tap offset brings it into [0, dim) */
@@ -309,7 +199,7 @@ k_conv3d_wgmma (const __grid_constant__ CwParams p)
       const uint32_t sa = base + (uint32_t) (lchunk % STAGES) * STAGE_BYTES + dst0, sb = sa + A_BYTES;
 #pragma unroll
       for (int j = 0; j < AROWS; j++)
-        cw_cp_async_cg (sa + j * RSTEP * 128u, wrow + (int64_t) j * RSTEP * p.Kp + (int64_t) lchunk * CW_BK, 16);
+        cp_async16_s (sa + j * RSTEP * 128u, wrow + (int64_t) j * RSTEP * p.Kp + (int64_t) lchunk * CW_BK, 16);
       const uint32_t toff = ((uint32_t) ldt * (uint32_t) p.H + (uint32_t) ldh) * (uint32_t) p.W + (uint32_t) ldw;
       const int sh_t = ldt, sh_h = 10 + ldh, sh_w = 20 + ldw;
       const __nv_bfloat16 *xch = xq + lc * CW_BK;
@@ -317,7 +207,7 @@ k_conv3d_wgmma (const __grid_constant__ CwParams p)
       for (int j = 0; j < BROWS; j++) {
         const bool ok = ((vmask[j] >> sh_t) & (vmask[j] >> sh_h) & (vmask[j] >> sh_w) & 1u) != 0;
         const __nv_bfloat16 *src = ok ? xch + (int64_t) (vbase[j] + toff) * p.Cp : p.xc;
-        cw_cp_async_ca (sb + j * RSTEP * 128u, src, ok ? 16 : 0);
+        cp_async16_ca (sb + j * RSTEP * 128u, src, ok ? 16 : 0);
       }
       lchunk++;
       if (++ldw == p.kw) {
@@ -331,7 +221,7 @@ k_conv3d_wgmma (const __grid_constant__ CwParams p)
         }
       }
     }
-    cw_commit ();   /* one group per call, empty or not: wait_group counts stay uniform */
+    cp_commit ();   /* one group per call, empty or not: wait_group counts stay uniform */
   };
 
   float acc[NA];
@@ -347,19 +237,19 @@ k_conv3d_wgmma (const __grid_constant__ CwParams p)
   const uint32_t a_wg = base + (uint32_t) wg * 64u * 128u;
   for (int c = 0; c < p.nk; c++) {
     const uint32_t so = (uint32_t) (c % STAGES) * STAGE_BYTES;
-    cw_cp_wait<STAGES - 3> ();
-    cw_fence_proxy_async ();
+    cp_wait<STAGES - 3> ();
+    fence_proxy_async ();
     __syncthreads ();
-    cw_wg_fence ();
+    wg_fence ();
 #pragma unroll
     for (int kk = 0; kk < CW_BK / 16; kk++)
-      CwMma<BN>::run (acc, cw_desc (a_wg + so + kk * 32u), cw_desc (base + so + A_BYTES + kk * 32u));
-    cw_wg_commit ();
+      wgmma_acc (acc, desc_sw128 (a_wg + so + kk * 32u), desc_sw128 (base + so + A_BYTES + kk * 32u));
+    wg_commit ();
     load_next ();   /* chunk c + STAGES - 2 into the stage chunk c - 2 used */
-    cw_wg_wait<1> ();
+    wg_wait<1> ();
   }
-  cw_wg_wait<0> ();
-  cw_fence_regs (acc);
+  wg_wait<0> ();
+  fence_regs (acc);
 
   /* ---- epilogue: d[i] at co row 16·warp + g + 8·((i >> 1) & 1), position 8·(i >> 2) + 2t + (i & 1) ---- */
   const int g = lane >> 2, t4 = lane & 3;
