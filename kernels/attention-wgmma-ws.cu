@@ -99,6 +99,7 @@
  *    aligned): checked by cuTensorMapEncodeTiled, whose failure falls back to k_flash_wgmma. */
 #include "attention-common.cuh"
 #include "wgmma.cuh"
+#include "attention-wgmma-common.cuh"
 #include <cuda.h>            /* CUtensorMap and its enums only: no -lcuda, the entry point */
 #include <cudaTypedefs.h>    /* comes from cudaGetDriverEntryPointByVersion */
 
@@ -293,65 +294,11 @@ consume (const AttnParams &p, int c, uint32_t sQ, uint32_t sK, uint32_t sV, uint
   };
   /* online softmax of s (scores of key tile kt), exactly as k_flash_wgmma */
   auto softmax = [&] (int kt) {
-    const int mode = tile_mode (p, b, kt, WG_BC, q0, q_last, qmin, qmax);
-    const int64_t k0 = (int64_t) kt * WG_BC;
-    float mx0 = -HV_CUDA_INF, mx1 = -HV_CUDA_INF;
-#pragma unroll
-    for (int cc = 0; cc < 16; cc++) {   /* 8-column chunk cc: s[4cc..4cc+3] */
-#pragma unroll
-      for (int e = 0; e < 4; e++)
-        s[4 * cc + e] *= p.scale_log2;
-      if (mode == TILE_MASKED) {
-        int64_t kj = k0 + cc * 8 + 2 * t4;
-        if (!allowed (p, b, qa, kj)) s[4 * cc] = -HV_CUDA_INF;
-        if (!allowed (p, b, qa, kj + 1)) s[4 * cc + 1] = -HV_CUDA_INF;
-        if (!allowed (p, b, qb, kj)) s[4 * cc + 2] = -HV_CUDA_INF;
-        if (!allowed (p, b, qb, kj + 1)) s[4 * cc + 3] = -HV_CUDA_INF;
-      }
-      mx0 = fmaxf (mx0, fmaxf (s[4 * cc], s[4 * cc + 1]));
-      mx1 = fmaxf (mx1, fmaxf (s[4 * cc + 2], s[4 * cc + 3]));
-    }
-    mx0 = fmaxf (mx0, __shfl_xor_sync (0xffffffffu, mx0, 1));
-    mx0 = fmaxf (mx0, __shfl_xor_sync (0xffffffffu, mx0, 2));
-    mx1 = fmaxf (mx1, __shfl_xor_sync (0xffffffffu, mx1, 1));
-    mx1 = fmaxf (mx1, __shfl_xor_sync (0xffffffffu, mx1, 2));
-    const float mn0 = fmaxf (m0, mx0), mn1 = fmaxf (m1, mx1);
-    /* a row with nothing allowed so far keeps max -inf: subtract 0 so exp2 gives 0, not NaN */
-    const float mu0 = mn0 == -HV_CUDA_INF ? 0.0f : mn0;
-    const float mu1 = mn1 == -HV_CUDA_INF ? 0.0f : mn1;
-    a0 = ex2 (m0 - mu0);
-    a1 = ex2 (m1 - mu1);
-    m0 = mn0;
-    m1 = mn1;
-    float rs0 = 0.0f, rs1 = 0.0f;
-#pragma unroll
-    for (int cc = 0; cc < 16; cc++) {
-      s[4 * cc] = ex2 (s[4 * cc] - mu0);
-      s[4 * cc + 1] = ex2 (s[4 * cc + 1] - mu0);
-      s[4 * cc + 2] = ex2 (s[4 * cc + 2] - mu1);
-      s[4 * cc + 3] = ex2 (s[4 * cc + 3] - mu1);
-      rs0 += s[4 * cc] + s[4 * cc + 1];
-      rs1 += s[4 * cc + 2] + s[4 * cc + 3];
-    }
-    l0 = l0 * a0 + rs0;
-    l1 = l1 * a1 + rs1;
+    wg_softmax (p, b, kt, q0, q_last, qmin, qmax, qa, qb, t4, s, m0, m1, l0, l1, a0, a1);
   };
   /* with no P·V in flight: O rescaled, P packed as the A operand (k-step kk = keys 16kk..+15) */
   auto rescale_pack = [&] () {
-#pragma unroll
-    for (int cc = 0; cc < 16; cc++) {
-      o[4 * cc] *= a0;
-      o[4 * cc + 1] *= a0;
-      o[4 * cc + 2] *= a1;
-      o[4 * cc + 3] *= a1;
-    }
-#pragma unroll
-    for (int kk = 0; kk < 8; kk++) {
-      pf[kk][0] = pack_bf16 (s[8 * kk], s[8 * kk + 1]);
-      pf[kk][1] = pack_bf16 (s[8 * kk + 2], s[8 * kk + 3]);
-      pf[kk][2] = pack_bf16 (s[8 * kk + 4], s[8 * kk + 5]);
-      pf[kk][3] = pack_bf16 (s[8 * kk + 6], s[8 * kk + 7]);
-    }
+    wg_rescale_pack (o, pf, s, a0, a1);
   };
 
   /* the producer's Q copy: awaited even when no tile is active (see the producer) */
