@@ -193,6 +193,51 @@ backends_ok (const char *name)
   return c && g;
 }
 
+/* "[i0,i1,...]" of flat index i in tensor t. */
+static void
+format_index (char *buf, gsize len, const HvTensor *t, int64_t i)
+{
+  int64_t idx[8] = { 0 };
+  for (int d = t->ndim - 1; d >= 0; d--) {
+    idx[d] = t->shape[d] ? i % t->shape[d] : 0;
+    i = t->shape[d] ? i / t->shape[d] : 0;
+  }
+  gsize o = g_snprintf (buf, len, "[");
+  for (int d = 0; d < t->ndim && o < len; d++)
+    o += g_snprintf (buf + o, len - o, "%s%" G_GINT64_FORMAT, d ? "," : "", idx[d]);
+  if (o < len)
+    g_snprintf (buf + o, len - o, "]");
+}
+
+/* After a failed comparison: where the GPU is off, so that a layout or indexing error shows
+ * its pattern (which rows / columns / heads) in the first GPU run's log. */
+static void
+describe_errors (const HvTensor *t, const float *c, const float *g, int64_t n, double bound,
+                 double rms)
+{
+  const double thr = 3.0 * bound * rms;
+  int64_t nbad = 0, worst = 0;
+  double wd = -1.0;
+  char shown[512] = "";
+  gsize used = 0;
+  for (int64_t i = 0; i < n; i++) {
+    double d = fabs ((double) g[i] - c[i]);
+    if (d > wd) {
+      wd = d;
+      worst = i;
+    }
+    if (d > thr && nbad++ < 6 && used < sizeof shown - 64) {
+      char ix[96];
+      format_index (ix, sizeof ix, t, i);
+      used += g_snprintf (shown + used, sizeof shown - used, " %s gpu %.4g cpu %.4g;", ix, g[i], c[i]);
+    }
+  }
+  char wi[96];
+  format_index (wi, sizeof wi, t, worst);
+  printf ("     worst at %s: gpu %.6g cpu %.6g; %" G_GINT64_FORMAT " of %" G_GINT64_FORMAT
+          " elements off by > %.2e:%s\n", wi, g[worst], c[worst], nbad, n, thr, shown);
+}
+
 /* Compares output pair `o` (float dtype): finite where the CPU is finite, relative L2 error. */
 static gboolean
 check (const char *name, const Pair *o, double bound)
@@ -230,6 +275,8 @@ check (const char *name, const Pair *o, double bound)
             " non-finite; NaN = never written?)", bad, g[bad], c[bad], nonfinite);
   else
     report (name, ok, "rel L2 %.2e (bound %.0e), max |diff| %.2e, n %" G_GINT64_FORMAT, rel, bound, maxabs, n);
+  if (bad < 0 && !ok)
+    describe_errors (hc, c, g, n, bound, n ? sqrt (den / n) : 0.0);
   return ok;
 }
 
