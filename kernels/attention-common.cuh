@@ -139,7 +139,7 @@ int wgmma_launch (HvKCtx *ctx, const AttnParams &p, int64_t B);
 /* 1 when wgmma_available would say so for this kernel, the device's opt-in shared memory fits
  * its 225 KB and the driver exports cuTensorMapEncodeTiled. */
 int wgmma_ws_available (HvKCtx *ctx);
-/* Same inputs as wgmma_launch (which it falls back to when a tensor map cannot be made). */
+/* Same inputs as wgmma_launch; fails (hv_k_fail) when a tensor map cannot be made. */
 int wgmma_ws_launch (HvKCtx *ctx, const AttnParams &p, int64_t B);
 
 } /* namespace hv_attn */

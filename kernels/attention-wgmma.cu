@@ -234,6 +234,10 @@ k_flash_wgmma (const __grid_constant__ AttnParams p)
     fence_regs (s);
     softmax (kt_cur);
     rescale_pack ();
+    /* Iteration 0 refills K stage 0 (K_2) with cp.async from all 256 threads: the other
+     * warpgroup's S_0 may still be reading that stage until it passes its wg_wait<0>. (Later
+     * iterations are covered by the barrier at the end of the previous one.) */
+    __syncthreads ();
     /* Iteration j: P_j (registers) and K_{j+1}, V_j (stage (j+1)&1, j&1) are ready. Issue
      * S_{j+1} and then P_j·V_j; the softmax of S_{j+1} runs on the CUDA cores while the
      * tensor core does P_j·V_j; then O is rescaled and P_{j+1} packed. Stages: K_{j+2} goes
@@ -323,7 +327,10 @@ wgmma_available (HvKCtx *ctx)
     (void) cudaGetLastError ();   /* no image for this device: not an error of the next launch */
     return 0;
   }
-  return a.binaryVersion == 90;
+  /* the image the runtime picked for this 9.0 device: sm_90a (90; an sm_90a,sm_80 build
+   * also gets it, the runtime prefers the newer one) or sm_80 (80: a trap stub); >= rather
+   * than == so that the check does not hinge on how the 'a' variant is numbered */
+  return a.binaryVersion >= 90;
 #else
   (void) ctx;
   return 0;

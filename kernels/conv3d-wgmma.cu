@@ -253,7 +253,7 @@ k_conv3d_wgmma (const __grid_constant__ CwParams p)
 
   /* ---- epilogue: d[i] at co row 16·warp + g + 8·((i >> 1) & 1), position 8·(i >> 2) + 2t + (i & 1) ---- */
   const int g = lane >> 2, t4 = lane & 3;
-  const bool pair_ok = (p.P & 1) == 0;
+  const bool pair_ok = (p.P & 1) == 0 && ((uintptr_t) p.y & 7) == 0;   /* float2: 8-byte aligned */
 #pragma unroll
   for (int h = 0; h < 2; h++) {
     const int co = co0 + wg * 64 + warp * 16 + g + 8 * h;

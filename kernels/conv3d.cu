@@ -63,7 +63,9 @@
  * conv3d-wgmma.cu where it runs (compute 9.0, sm_90a code, Ci and Co >= 32), else the default
  * choice (igemm, then im2col); by default the implicit GEMM
  * runs when it can and Ci >= 16 (for Ci = 3 the 32-channel K chunk would be mostly zeros and
- * im2col's column buffer is small). Read on every call, so a test can switch per case. */
+ * im2col's column buffer is small). Read on every call, so a test can switch per case. A forced
+ * path that cannot run falls back silently: hv_k_conv3d_kernel says which path a shape takes now
+ * (bench-cuda and test-backend-ops print it where it differs from the request). */
 #include "cuda-common.cuh"
 #include <stdlib.h>
 #include <string.h>
@@ -343,7 +345,7 @@ k_conv3d_igemm (IgParams p)
 
   /* ---- epilogue: rows co = co0 + wm·16·MT + mt·16 + g (+8), positions wn·8·NT + nt·8 + 2t (+1) ---- */
   const int g = lane >> 2, t4 = lane & 3;
-  const bool pair_ok = (p.P & 1) == 0;   /* float2 stores stay 8-byte aligned */
+  const bool pair_ok = (p.P & 1) == 0 && ((uintptr_t) p.y & 7) == 0;   /* float2 stores stay 8-byte aligned */
 #pragma unroll
   for (int mt = 0; mt < MT; mt++) {
 #pragma unroll
@@ -465,7 +467,55 @@ out:
   return rc;
 }
 
+/* The path hv_k_conv3d takes for this shape now (HV_CUDA_CONV is read here). */
+enum ConvPath { CONV_IM2COL, CONV_IGEMM, CONV_IGEMM_WIDE, CONV_WGMMA };
+
+ConvPath
+conv_path (HvKCtx *ctx, int64_t B, int64_t Ci, int64_t T, int64_t H, int64_t W, int64_t Co,
+           const int *ks, const int *pad, int64_t Ho, int64_t Wo, int64_t P)
+{
+  /* the implicit GEMM's limits: int32 offsets within one channel's volume (padding included),
+   * one grid dimension per batch item, a 1-D grid of tiles */
+  const int mode = conv_mode ();
+  const int64_t ncc = (Ci + IG_BK - 1) / IG_BK, taps = (int64_t) ks[0] * ks[1] * ks[2];
+  const int64_t tiles = (P + IG_BN - 1) / IG_BN * ((Co + 31) / 32);
+  const bool igemm_ok = ctx->sm >= 80 && Ci > 0 && Ci < (1 << 24) && Co < (1 << 24) && taps > 0 &&
+                        (T + 2 * pad[0]) * (H + 2 * pad[1]) * (W + 2 * pad[2]) < ((int64_t) 1 << 31) &&
+                        ncc * taps < (1 << 30) && B <= 65535 && tiles < ((int64_t) 1 << 31) &&
+                        Ho * Wo < ((int64_t) 1 << 31);
+  if (mode == 4 && igemm_ok && hv_conv::wgmma_supported (ctx, Ci, T, H, W, Co, ks, Ho, Wo, P))
+    return CONV_WGMMA;
+  if (igemm_ok && (mode == 2 || mode == 3 || ((mode == 0 || mode == 4) && Ci >= 16)))
+    return mode == 3 && Co > 64 ? CONV_IGEMM_WIDE : CONV_IGEMM;
+  return CONV_IM2COL;
+}
+
+void
+conv_out_dims (int64_t T, int64_t H, int64_t W, const int *ks, const int *stride, const int *pad,
+               int64_t *To, int64_t *Ho, int64_t *Wo)
+{
+  *To = (T + 2 * pad[0] - ks[0]) / stride[0] + 1;
+  *Ho = (H + 2 * pad[1] - ks[1]) / stride[1] + 1;
+  *Wo = (W + 2 * pad[2] - ks[2]) / stride[2] + 1;
+}
+
 } /* namespace */
+
+const char *
+hv_k_conv3d_kernel (HvKCtx *ctx, int64_t B, int64_t Ci, int64_t T, int64_t H, int64_t W,
+                    int64_t Co, const int *ksize, const int *stride, const int *pad)
+{
+  int64_t To, Ho, Wo;
+  conv_out_dims (T, H, W, ksize, stride, pad, &To, &Ho, &Wo);
+  if (B == 0 || Co == 0 || To * Ho * Wo <= 0 || Ci * ksize[0] * ksize[1] * ksize[2] == 0)
+    return "none";
+  switch (conv_path (ctx, B, Ci, T, H, W, Co, ksize, pad, Ho, Wo, To * Ho * Wo)) {
+  case CONV_WGMMA: return "igemm-wgmma";
+  case CONV_IGEMM: return "igemm";
+  case CONV_IGEMM_WIDE: return "igemm-wide";
+  default: return "im2col";
+  }
+}
 
 int
 hv_k_conv3d (HvKCtx *ctx, float *y, const float *x, int64_t B, int64_t Ci, int64_t T, int64_t H,
@@ -474,29 +524,31 @@ hv_k_conv3d (HvKCtx *ctx, float *y, const float *x, int64_t B, int64_t Ci, int64
 {
   Im2col g = { Ci, T, H, W, 0, 0, 0, ks[0], ks[1], ks[2], stride[0], stride[1], stride[2],
                pad[0], pad[1], pad[2] };
-  g.To = (T + 2 * pad[0] - ks[0]) / stride[0] + 1;
-  g.Ho = (H + 2 * pad[1] - ks[1]) / stride[1] + 1;
-  g.Wo = (W + 2 * pad[2] - ks[2]) / stride[2] + 1;
+  conv_out_dims (T, H, W, ks, stride, pad, &g.To, &g.Ho, &g.Wo);
   int64_t P = g.To * g.Ho * g.Wo, K = Ci * ks[0] * ks[1] * ks[2];
   if (B == 0 || Co == 0 || P <= 0)
     return 0;
+  if (K == 0) {
+    /* no input channels or an empty kernel: y = bias (0 without one); every path below
+     * divides by K or copies from the empty weights */
+    cudaError_t e = cudaMemsetAsync (y, 0, (size_t) (B * Co * P) * 4, ctx->stream);
+    if (e != cudaSuccess)
+      return hv_k_fail (ctx, "conv3d: cudaMemsetAsync: %s", cudaGetErrorString (e));
+    return bias ? hv_k_channel_bias (ctx, y, bias, bdt, bscale, B, Co, P) : 0;
+  }
 
-  /* the implicit GEMM's limits: int32 offsets within one channel's volume (padding included),
-   * one grid dimension per batch item, a 1-D grid of tiles */
-  const int mode = conv_mode ();
-  const int64_t ncc = (Ci + IG_BK - 1) / IG_BK, taps = (int64_t) ks[0] * ks[1] * ks[2];
-  const int64_t tiles = (P + IG_BN - 1) / IG_BN * ((Co + 31) / 32);
-  const bool igemm_ok = ctx->sm >= 80 && Ci > 0 && Ci < (1 << 24) && Co < (1 << 24) &&
-                        (T + 2 * pad[0]) * (H + 2 * pad[1]) * (W + 2 * pad[2]) < ((int64_t) 1 << 31) &&
-                        ncc * taps < (1 << 30) && B <= 65535 && tiles < ((int64_t) 1 << 31) &&
-                        g.Ho * g.Wo < ((int64_t) 1 << 31);
-  if (mode == 4 && igemm_ok &&
-      hv_conv::wgmma_supported (ctx, Ci, T, H, W, Co, ks, g.Ho, g.Wo, P))
+  const ConvPath path = conv_path (ctx, B, Ci, T, H, W, Co, ks, pad, g.Ho, g.Wo, P);
+  switch (path) {
+  case CONV_WGMMA:
     return hv_conv::wgmma_conv3d (ctx, y, x, B, Ci, T, H, W, w, wdt, wscale, Co, ks, stride, pad,
                                   bias, bdt, bscale, g.Ho, g.Wo, P);
-  if (igemm_ok && (mode == 2 || mode == 3 || ((mode == 0 || mode == 4) && Ci >= 16)))
+  case CONV_IGEMM:
+  case CONV_IGEMM_WIDE:
     return conv3d_igemm (ctx, y, x, B, Ci, T, H, W, w, wdt, wscale, Co, ks, stride, pad, bias, bdt,
-                         bscale, g.Ho, g.Wo, P, mode == 3);
+                         bscale, g.Ho, g.Wo, P, path == CONV_IGEMM_WIDE);
+  default:
+    break;
+  }
 
   int rc = 1;
   void *wtmp = NULL;

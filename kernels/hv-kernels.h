@@ -205,6 +205,12 @@ int hv_k_conv3d (HvKCtx *ctx, float *y, const float *x, int64_t B, int64_t Ci, i
                  int64_t H, int64_t W, const void *w, int wdt, float wscale, int64_t Co,
                  const int *ksize, const int *stride, const int *pad, const void *bias, int bdt,
                  float bscale);
+/* Which path hv_k_conv3d would run for this shape now: "igemm-wgmma", "igemm", "igemm-wide",
+ * "im2col" ("none" for an empty output or an empty K). A requested path that cannot run falls
+ * back silently; benchmarks and tests use this to report what actually ran. */
+const char *hv_k_conv3d_kernel (HvKCtx *ctx, int64_t B, int64_t Ci, int64_t T, int64_t H,
+                                int64_t W, int64_t Co, const int *ksize, const int *stride,
+                                const int *pad);
 
 #ifdef __cplusplus
 }

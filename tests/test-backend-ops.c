@@ -560,12 +560,21 @@ attention_case (const char *name, const AttnCase *a)
   g_autofree char *env_saved = g_strdup (g_getenv ("HV_CUDA_ATTN"));
   if (a->force_f32 || a->kernel)
     g_setenv ("HV_CUDA_ATTN", a->force_f32 ? "f32" : a->kernel, TRUE);
+  const char *ran_attn = NULL;
+#if HV_HAVE_CUDA
+  /* a forced kernel this device/build cannot run falls back silently: say so */
+  HvKCtx *kctx_attn = hv_backend_cuda_context (gpu);
+  if (kctx_attn && a->kernel)
+    ran_attn = hv_k_attention_kernel (kctx_attn, a->D, 0);
+#endif
   hv_op_attention (gpu, o.g, q.g, k.g, v.g, masked ? &mg : NULL, scale);
   if (env_saved)
     g_setenv ("HV_CUDA_ATTN", env_saved, TRUE);
   else
     g_unsetenv ("HV_CUDA_ATTN");
   check (name, &o, a->bound);
+  if (ran_attn && strcmp (ran_attn, a->kernel) != 0)
+    printf ("     (ran %s: HV_CUDA_ATTN=%s cannot take this case here)\n", ran_attn, a->kernel);
   pair_clear (&q);
   pair_clear (&k);
   pair_clear (&v);
@@ -949,9 +958,18 @@ conv_case_path (const char *name, const char *path, int64_t B, int64_t Ci, int64
   hv_op_conv3d (cpu, y.c, x.c, w.c, bb.c, stride, pad);
   if (path)
     g_setenv ("HV_CUDA_CONV", path, TRUE);
+  const char *ran = NULL;
+#if HV_HAVE_CUDA
+  /* a forced path this device/build or shape cannot take falls back silently: say so */
+  HvKCtx *kctx = hv_backend_cuda_context (gpu);
+  if (kctx && path)
+    ran = hv_k_conv3d_kernel (kctx, B, Ci, T, H, W, Co, k, stride, pad);
+#endif
   hv_op_conv3d (gpu, y.g, x.g, w.g, bb.g, stride, pad);
   g_unsetenv ("HV_CUDA_CONV");
   check (name, &y, bound);
+  if (ran && strcmp (ran, path) != 0)
+    printf ("     (ran %s: HV_CUDA_CONV=%s cannot take this case here)\n", ran, path);
   pair_clear (&x);
   pair_clear (&w);
   pair_clear (&bb);

@@ -247,11 +247,17 @@ bench_conv (void)
     g_setenv ("HV_CUDA_CONV", paths[i], TRUE);
     if (i == 3)
       g_setenv ("HV_CUDA_CONV_STAGES", "3", TRUE);
+    /* a path this device/build cannot run falls back silently: the row says what ran instead */
+    const int ks[3] = { 3, 3, 3 }, one[3] = { 1, 1, 1 }, zero[3] = { 0, 0, 0 };
+    const char *ran = hv_k_conv3d_kernel (kc, 1, C, To + 2, Ho + 2, Wo + 2, C, ks, one, zero);
     double ms = time_ms (run_conv, &c, 1, reps);
     g_unsetenv ("HV_CUDA_CONV");
     g_unsetenv ("HV_CUDA_CONV_STAGES");
-    char what[80];
-    g_snprintf (what, sizeof what, "conv3d 128->128 3x3x3 [1,128,17,256,256] %s", label[i]);
+    char what[112];
+    if (strcmp (ran, paths[i]) == 0)
+      g_snprintf (what, sizeof what, "conv3d 128->128 3x3x3 [1,128,17,256,256] %s", label[i]);
+    else
+      g_snprintf (what, sizeof what, "conv3d 128->128 3x3x3 [1,128,17,256,256] %s (%s)", label[i], ran);
     if (ms > 0)
       add_row (what, "-", predicted[i], "%.2f ms = %.0f TF/s", ms, flop / ms / 1e9);
   }

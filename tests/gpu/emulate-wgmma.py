@@ -11,6 +11,9 @@ query rows), exactly the kernel's formulas (copied below; keep them in sync):
   - the thread/register layouts of the accumulator D and the register A operand,
   - the loop over key tiles with its K/V stage indices, SKIP/FULL/MASKED tile modes, online
     softmax with quad reductions, the rescale and the final normalisation,
+  - the stage hazards between the kernel's __syncthreads: no cp.async into a stage that a
+    wgmma of either warpgroup may read in the same barrier interval, no wgmma read of a stage
+    written in it (the two warpgroups are not synchronised between barriers),
 against the hardware behaviour as the PTX ISA defines it (PTX ISA 8.x, section 9.7.15
 "Asynchronous Warpgroup Level Matrix Multiply-Accumulate"):
   - 9.7.15.5.1.2.2 Matrix Descriptor Format: bits 13-0 = (start address & 0x3FFFF) >> 4,
@@ -213,6 +216,26 @@ class Block:
         self.qg = b * P.Lq * self.qts + h * WG_D
         self.kg = b * P.Lk * self.kts + self.hk * WG_D
         self.vg = (b * P.Hkv + self.hk) * WG_D * P.Lkp
+        # Hazards between __syncthreads (epochs): the two warpgroups run unsynchronised between
+        # barriers, so a cp.async into a stage that any warpgroup's wgmma reads in the same
+        # epoch (WAR), or a wgmma read of a stage written by cp.async in the same epoch (RAW:
+        # not yet waited for, fenced and published by the barrier), is a race on the GPU.
+        self.epoch = 0
+        self.last_read, self.last_write = {}, {}
+
+    def barrier(self):
+        """cp.async.wait_group + fence.proxy.async + __syncthreads."""
+        self.epoch += 1
+
+    def _wrote(self, buf):
+        assert self.last_read.get(buf, -1) != self.epoch, \
+            "race: cp.async into %s:%d while a wgmma of the same barrier interval reads it" % buf
+        self.last_write[buf] = self.epoch
+
+    def _read(self, buf):
+        assert self.last_write.get(buf, -1) != self.epoch, \
+            "race: wgmma reads %s:%d written by cp.async without a barrier in between" % buf
+        self.last_read[buf] = self.epoch
 
     def cp16(self, dst, src, arr, nbytes):
         assert nbytes in (0, 16)
@@ -231,6 +254,7 @@ class Block:
         P = self.P
         k0 = kt * WG_BC
         dst = self.sK + stage * TILE_BYTES
+        self._wrote(("K", stage))
         for tid in range(256):
             for idx in range(tid, WG_BC * 16, 256):
                 r, c = idx >> 4, idx & 15
@@ -242,6 +266,7 @@ class Block:
         P = self.P
         k0 = kt * WG_BC
         dst = self.sV + stage * TILE_BYTES
+        self._wrote(("V", stage))
         for tid in range(256):
             for idx in range(tid, WG_D * 16, 256):
                 d, c = idx >> 4, idx & 15
@@ -252,12 +277,14 @@ class Block:
 
     def issue_s(self, wg, s, stage):
         kb = self.sK + stage * TILE_BYTES
+        self._read(("K", stage))
         for kk in range(8):
             off = kstep_off(kk)
             wgmma_ss(self.smem, s, desc_sw128(self.sQw(wg) + off), desc_sw128(kb + off), kk > 0)
 
     def issue_pv(self, o, pf, stage):
         vb = self.sV + stage * TILE_BYTES
+        self._read(("V", stage))
         for kk in range(8):
             off = kstep_off(kk)
             wgmma_rs(self.smem, o, [pf[th][kk] for th in range(128)], desc_sw128(vb + off))
@@ -279,6 +306,7 @@ def part1():
     blk.load_q()
     blk.load_k(2, 1)
     blk.load_v(2, 0)
+    blk.barrier()
     Q = [[P.q[blk.qg + (blk.q0 + r) * blk.qts + d] if blk.q0 + r < P.Lq else 0 for d in range(WG_D)] for r in range(WG_BR)]
     K = [[P.k[blk.kg + (256 + j) * blk.kts + d] if 256 + j < P.Lk else 0 for d in range(WG_D)] for j in range(WG_BC)]
     V = [[P.v[blk.kg + (256 + j) * blk.kts + d] if 256 + j < P.Lk else 0 for d in range(WG_D)] for j in range(WG_BC)]
@@ -342,6 +370,7 @@ def run_block(P, bx, h, b, scale):
         blk.load_v(kt_cur, 0)
     if kt_n1 < kt_end:
         blk.load_k(kt_n1, 1)
+    blk.barrier()
 
     # per warpgroup, per thread state (the kernel's registers)
     st = []
@@ -413,6 +442,7 @@ def run_block(P, bx, h, b, scale):
             blk.issue_s(wg, st[wg]["s"], 0)
             softmax(wg, kt_cur)
             rescale_pack(wg)
+        blk.barrier()   # the kernel's __syncthreads before the loop (K stage 0 is refilled)
         j = 0
         while kt_n1 < kt_end:
             if kt_n2 < kt_end:
@@ -423,6 +453,7 @@ def run_block(P, bx, h, b, scale):
                 blk.issue_pv(st[wg]["o"], st[wg]["pf"], j & 1)
                 softmax(wg, kt_n1)
                 rescale_pack(wg)
+            blk.barrier()
             kt_n1 = kt_n2
             kt_n2 = next_active(kt_n2 + 1) if kt_n2 < kt_end else kt_end
             j += 1

@@ -92,7 +92,7 @@ if want ops; then
 say "== test-backend-ops (CPU vs CUDA) =="
 timeout 150 "$OPS" -v > "$out/test-backend-ops.log" 2>&1
 rc=$?
-grep -E '^FAIL|passed' "$out/test-backend-ops.log" | tee -a "$report"
+grep -E '^FAIL|passed|\(ran ' "$out/test-backend-ops.log" | tee -a "$report"   # (ran ...): a forced kernel fell back
 say "test-backend-ops: exit $rc$([ $rc = 124 ] && echo ' (timed out)')"
 [ $rc = 0 ] || [ $rc = 1 ] || tail -n 3 "$out/test-backend-ops.log" | sed 's/^/  /' | tee -a "$report"
 fi
