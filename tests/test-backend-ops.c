@@ -24,6 +24,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 static HvBackend *cpu, *gpu;
 static const char *filter;
@@ -1083,16 +1086,111 @@ test_3d (void)
   }
 }
 
+typedef struct {
+  const char *name;
+  void (*run) (void);
+} Group;
+
+static const Group groups[] = {
+  { "linear", test_linear }, { "norms", test_norms }, { "unary", test_unary },
+  { "attention", test_attention }, { "rope", test_rope }, { "modulate", test_modulate },
+  { "binary", test_binary }, { "copy", test_copy }, { "movers", test_movers },
+  { "conv", test_conv }, { "3d", test_3d },
+};
+
+/* Both backends, or an exit status: 77 without a GPU, 1 on another error. */
+static int
+open_backends (gboolean cpu_vs_cpu)
+{
+  g_autoptr(GError) error = NULL;
+  gpu = cpu_vs_cpu ? hv_backend_cpu_new (0) : hv_backend_cuda_new (0, &error);
+  if (!gpu) {
+    if (g_error_matches (error, HV_ERROR, HV_ERROR_DEVICE)) {
+      printf ("no CUDA device: skipping (%s)\n", error->message);
+      return 77;
+    }
+    fprintf (stderr, "test-backend-ops: %s\n", error->message);
+    return 1;
+  }
+  cpu = hv_backend_cpu_new (0);
+  return 0;
+}
+
+/* --isolate: each group of cases in its own process, so that a sticky CUDA error (an illegal
+ * address poisons the context), a crash or a hang costs one group's results, not the rest of
+ * the run. The parent never touches CUDA (a context does not survive fork). Group g draws its
+ * inputs from seed + g. */
+static int
+run_isolated (gboolean cpu_vs_cpu, gint64 seed, int group_timeout)
+{
+  for (guint g = 0; g < G_N_ELEMENTS (groups); g++) {
+    int fds[2];
+    if (pipe (fds) != 0) {
+      perror ("test-backend-ops: pipe");
+      return 1;
+    }
+    fflush (stdout);
+    pid_t pid = fork ();
+    if (pid < 0) {
+      perror ("test-backend-ops: fork");
+      return 1;
+    }
+    if (pid == 0) {
+      close (fds[0]);
+      alarm ((unsigned) group_timeout);
+      n_pass = n_fail = n_run = 0;   /* this group's alone: the parent sums them */
+      int rc = open_backends (cpu_vs_cpu);
+      if (rc == 0) {
+        rng = (guint64) seed + g;
+        groups[g].run ();
+        /* an error the CUDA backend recorded after the group's last check counts too */
+        (void) backends_ok (groups[g].name);
+      }
+      int counts[4] = { n_pass, n_fail, n_run, rc };
+      fflush (stdout);
+      if (write (fds[1], counts, sizeof counts) != (ssize_t) sizeof counts)
+        _exit (3);
+      _exit (0);
+    }
+    close (fds[1]);
+    int counts[4] = { 0 }, status = 0;
+    ssize_t got = read (fds[0], counts, sizeof counts);
+    close (fds[0]);
+    waitpid (pid, &status, 0);
+    if (got == (ssize_t) sizeof counts && WIFEXITED (status) && WEXITSTATUS (status) == 0) {
+      if (counts[3] == 77 || counts[3] == 1)
+        return counts[3];
+      n_pass += counts[0];
+      n_fail += counts[1];
+      n_run += counts[2];
+      continue;
+    }
+    n_run++;
+    n_fail++;
+    if (WIFSIGNALED (status))
+      printf ("FAIL group %s: the process died of signal %d%s (cases before it in the group: see "
+              "above)\n", groups[g].name, WTERMSIG (status),
+              WTERMSIG (status) == SIGALRM ? " (over its time limit: a hang?)" : "");
+    else
+      printf ("FAIL group %s: the process ended without its counts (exit %d)\n", groups[g].name,
+              WIFEXITED (status) ? WEXITSTATUS (status) : -1);
+  }
+  return -1;
+}
+
 int
 main (int argc, char **argv)
 {
   g_autoptr(GError) error = NULL;
   gint64 seed = 0;
-  gboolean cpu_vs_cpu = FALSE;
+  gboolean cpu_vs_cpu = FALSE, isolate = FALSE;
+  int group_timeout = 60;
   GOptionEntry entries[] = {
     { "cpu-vs-cpu", 0, 0, G_OPTION_ARG_NONE, &cpu_vs_cpu, "check this harness: a second CPU backend stands in for CUDA", NULL },
     { "verbose", 'v', 0, G_OPTION_ARG_NONE, &verbose, "print every case, not only failures", NULL },
     { "seed", 's', 0, G_OPTION_ARG_INT64, &seed, "random seed (default: from the clock, printed)", "N" },
+    { "isolate", 'i', 0, G_OPTION_ARG_NONE, &isolate, "run each group of cases in its own process (a crash, hang or sticky CUDA error costs one group)", NULL },
+    { "group-timeout", 0, 0, G_OPTION_ARG_INT, &group_timeout, "with --isolate: seconds a group may take (default 60)", "S" },
     { NULL }
   };
   g_autoptr(GOptionContext) ctx = g_option_context_new ("[FILTER] — every op on CPU and CUDA, compared");
@@ -1105,38 +1203,29 @@ main (int argc, char **argv)
   /* an op wrapper that rejects a case (g_return_if_fail) must fail the run, not leave both
    * outputs poisoned alike */
   g_log_set_always_fatal (G_LOG_FATAL_MASK | G_LOG_LEVEL_CRITICAL);
-
-  gpu = cpu_vs_cpu ? hv_backend_cpu_new (0) : hv_backend_cuda_new (0, &error);
-  if (!gpu) {
-    if (g_error_matches (error, HV_ERROR, HV_ERROR_DEVICE)) {
-      printf ("no CUDA device: skipping (%s)\n", error->message);
-      return 77;
-    }
-    fprintf (stderr, "test-backend-ops: %s\n", error->message);
-    return 1;
-  }
-  cpu = hv_backend_cpu_new (0);
   if (seed == 0)
     seed = g_get_real_time ();
-  rng = (guint64) seed;
-  printf ("test-backend-ops: seed %" G_GINT64_FORMAT " (repeat with -s), GPU backend %s, fp8 %s\n",
-          seed, gpu->name, fp8_tensor_cores () ? "tensor cores" : "via bf16");
 
-  test_linear ();
-  test_norms ();
-  test_unary ();
-  test_attention ();
-  test_rope ();
-  test_modulate ();
-  test_binary ();
-  test_copy ();
-  test_movers ();
-  test_conv ();
-  test_3d ();
+  if (isolate) {
+    printf ("test-backend-ops: seed %" G_GINT64_FORMAT " (repeat with -s and --isolate), each group "
+            "in its own process\n", seed);
+    int rc = run_isolated (cpu_vs_cpu, seed, MAX (group_timeout, 1));
+    if (rc >= 0)
+      return rc;
+  } else {
+    int rc = open_backends (cpu_vs_cpu);
+    if (rc != 0)
+      return rc;
+    rng = (guint64) seed;
+    printf ("test-backend-ops: seed %" G_GINT64_FORMAT " (repeat with -s), GPU backend %s, fp8 %s\n",
+            seed, gpu->name, fp8_tensor_cores () ? "tensor cores" : "via bf16");
+    for (guint g = 0; g < G_N_ELEMENTS (groups); g++)
+      groups[g].run ();
+    hv_backend_free (gpu);
+    hv_backend_free (cpu);
+  }
 
   printf ("test-backend-ops: %d passed, %d failed (of %d)\n", n_pass, n_fail, n_run);
-  hv_backend_free (gpu);
-  hv_backend_free (cpu);
   if (n_run == 0) {
     fprintf (stderr, "test-backend-ops: no case matches '%s'\n", filter ? filter : "");
     return 1;

@@ -90,7 +90,7 @@ fi
 say ""
 if want ops; then
 say "== test-backend-ops (CPU vs CUDA) =="
-timeout 150 "$OPS" -v > "$out/test-backend-ops.log" 2>&1
+timeout 170 "$OPS" -v --isolate --group-timeout 40 > "$out/test-backend-ops.log" 2>&1
 rc=$?
 grep -E '^FAIL|passed|\(ran ' "$out/test-backend-ops.log" | tee -a "$report"   # (ran ...): a forced kernel fell back
 say "test-backend-ops: exit $rc$([ $rc = 124 ] && echo ' (timed out)')"
