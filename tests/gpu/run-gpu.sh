@@ -122,7 +122,10 @@ run_fixture text "" $fixtures/text/llm.json $fixtures/text/clip.json
 run_fixture rng "" $fixtures/dit/rng_F.json
 run_fixture scheduler "" $fixtures/dit/scheduler_C.json
 run_fixture tokens "" --tokenizers $tok $fixtures/tokens/tokens.json
-run_fixture dit "" $fixtures/dit/forward_B.json $fixtures/dit/forward_H_fp8.json $fixtures/dit/denoise_D.json $fixtures/dit/cfg_batch2_E.json
+# one process per DiT fixture: a crash in one costs only its own line
+for f in forward_B forward_H_fp8 denoise_D cfg_batch2_E; do
+  run_fixture "dit $f" "" $fixtures/dit/$f.json
+done
 run_fixture dit-fp8-via-bf16 "HV_CUDA_FP8=bf16" $fixtures/dit/forward_H_fp8.json
 run_fixture dit-fp8-one-term "HV_CUDA_FP8=fast" $fixtures/dit/forward_H_fp8.json
 run_fixture vae "" $fixtures/vae/decode.json $fixtures/vae/tiling.json $fixtures/vae/encode.json
