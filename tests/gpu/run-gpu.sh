@@ -152,16 +152,25 @@ if want bench || want vae; then
   say ""
   say "== bench-cuda ($(left) s left, $VAE_S s of it kept for the VAE decode) =="
 fi
-budget=$(( $(left) - VAE_S ))
-if ! want bench; then
-  :
-elif [ "$budget" -gt 30 ]; then
-  timeout "$budget" "$BENCH" --only gemm,conv,attn,dit > "$out/bench.log" 2>&1
-  rc=$?
-  sed -n '/^what /,$p' "$out/bench.log" | tee -a "$report"
-  [ $rc = 0 ] || { say "bench-cuda: exit $rc$([ $rc = 124 ] && echo ' (stopped at the time budget; rows so far:)')"; grep -v '^what\|^---' "$out/bench.log" | tail -12 | tee -a "$report"; }
-else
-  say "bench-cuda gemm,attn,dit: skipped (time budget)"
+# one process per section: a crash in one (a kernel's illegal address poisons the context)
+# costs that section's rows only; each gets at most its cap and leaves VAE_S for the decode
+bench_section () {   # name, cap in seconds
+  local budget=$(( $(left) - VAE_S ))
+  [ "$budget" -gt "$2" ] && budget=$2
+  if [ "$budget" -lt 20 ]; then
+    say "bench-cuda $1: skipped (time budget)"
+    return
+  fi
+  timeout "$budget" "$BENCH" --only "$1" > "$out/bench-$1.log" 2>&1
+  local rc=$?
+  sed -n '/^what /,$p' "$out/bench-$1.log" | tee -a "$report"
+  [ $rc = 0 ] || { say "bench-cuda $1: exit $rc$([ $rc = 124 ] && echo " (stopped at its $budget s; rows so far:)")"; grep -v '^what\|^---' "$out/bench-$1.log" | tail -8 | tee -a "$report"; }
+}
+if want bench; then
+  bench_section gemm 60
+  bench_section attn 120
+  bench_section dit 400
+  bench_section conv 60
 fi
 budget=$(left)
 if ! want vae; then
