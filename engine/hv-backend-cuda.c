@@ -381,6 +381,16 @@ cuda_groupnorm (HvBackend *b, HvTensor *y, const HvTensor *x, int groups, const 
 }
 
 static void
+cuda_groupnorm_silu (HvBackend *b, HvTensor *y, const HvTensor *x, int groups, const HvTensor *w,
+                     const HvTensor *bias, float eps)
+{
+  int64_t B = x->shape[0], C = x->shape[1];
+  int64_t S = (B * C) != 0 ? hv_tensor_numel (x) / (B * C) : 0;
+  RUN (b, "groupnorm_silu", hv_k_groupnorm_act (bound (b), y->data, x->data, B, C, S, groups, DATA (w),
+                                                DT (w), SC (w), DATA (bias), DT (bias), SC (bias), eps, 1));
+}
+
+static void
 cuda_upsample_nearest (HvBackend *b, HvTensor *y, const HvTensor *x, const int *factors)
 {
   RUN (b, "upsample_nearest", hv_k_upsample_nearest (bound (b), y->data, x->data,
@@ -417,6 +427,7 @@ static const HvBackendOps cuda_ops = {
   .conv3d = cuda_conv3d,
   .pad3d = cuda_pad3d,
   .groupnorm = cuda_groupnorm,
+  .groupnorm_silu = cuda_groupnorm_silu,
   .upsample_nearest = cuda_upsample_nearest,
 };
 

@@ -532,6 +532,24 @@ hv_op_groupnorm (HvBackend *b, HvTensor *y, const HvTensor *x, int groups, const
 }
 
 void
+hv_op_groupnorm_silu (HvBackend *b, HvTensor *y, const HvTensor *x, int groups, const HvTensor *w,
+                      const HvTensor *bias, float eps)
+{
+  CHECK_B (b);
+  g_return_if_fail (is_act (b, y) && is_act (b, x) && hv_tensor_same_shape (x, y) && x->ndim >= 2);
+  int64_t c = x->shape[1];
+  g_return_if_fail (groups > 0 && c % groups == 0);
+  g_return_if_fail (w == NULL || (is_weight (b, w) && hv_tensor_numel (w) == c));
+  g_return_if_fail (bias == NULL || (is_weight (b, bias) && hv_tensor_numel (bias) == c));
+  if (b->ops->groupnorm_silu) {
+    b->ops->groupnorm_silu (b, y, x, groups, w, bias, eps);
+    return;
+  }
+  b->ops->groupnorm (b, y, x, groups, w, bias, eps);
+  b->ops->unary (b, y, y, HV_UNARY_SILU);
+}
+
+void
 hv_op_upsample_nearest (HvBackend *b, HvTensor *y, const HvTensor *x, const int *factors)
 {
   CHECK_B (b);

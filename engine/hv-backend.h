@@ -93,6 +93,8 @@ struct _HvBackendOps {
   void (*conv3d) (HvBackend *b, HvTensor *y, const HvTensor *x, const HvTensor *w, const HvTensor *bias, const int *stride, const int *pad);
   void (*pad3d) (HvBackend *b, HvTensor *y, const HvTensor *x, const int *pads, HvPadMode mode);
   void (*groupnorm) (HvBackend *b, HvTensor *y, const HvTensor *x, int groups, const HvTensor *w, const HvTensor *bias, float eps);
+  /* optional (NULL: groupnorm then unary silu) */
+  void (*groupnorm_silu) (HvBackend *b, HvTensor *y, const HvTensor *x, int groups, const HvTensor *w, const HvTensor *bias, float eps);
   void (*upsample_nearest) (HvBackend *b, HvTensor *y, const HvTensor *x, const int *factors);
 };
 
@@ -176,6 +178,8 @@ void hv_op_conv3d (HvBackend *b, HvTensor *y, const HvTensor *x, const HvTensor 
 void hv_op_pad3d (HvBackend *b, HvTensor *y, const HvTensor *x, const int *pads, HvPadMode mode);
 /* GroupNorm over x[B, C, ...] with `groups` groups; w, bias [C] or NULL. In place OK. */
 void hv_op_groupnorm (HvBackend *b, HvTensor *y, const HvTensor *x, int groups, const HvTensor *w, const HvTensor *bias, float eps);
+/* silu(groupnorm(x)): the VAE's norm + activation, one pass over x on backends that fuse it (CUDA). */
+void hv_op_groupnorm_silu (HvBackend *b, HvTensor *y, const HvTensor *x, int groups, const HvTensor *w, const HvTensor *bias, float eps);
 /* y[B,C,T*ft,H*fh,W*fw] = nearest upsample of x[B,C,T,H,W]; factors = {ft, fh, fw}. */
 void hv_op_upsample_nearest (HvBackend *b, HvTensor *y, const HvTensor *x, const int *factors);
 

@@ -200,10 +200,10 @@ hv_vae_norm_silu_ (VaeRun *r, const VaeNorm *n, const HvTensor *x)
     /* the clip-wide affine (x - mean) * rstd * w + b as a diagonal 1x1x1 conv */
     const int one[3] = { 1, 1, 1 }, zero[3] = { 0, 0, 0 };
     hv_op_conv3d (b, y, x, ns->diag_w, ns->diag_b, one, zero);
+    hv_op_unary (b, y, y, HV_UNARY_SILU);
   } else {
-    hv_op_groupnorm (b, y, x, vae->cfg.norm_num_groups, n->w, n->b, HV_VAE_EPS);
+    hv_op_groupnorm_silu (b, y, x, vae->cfg.norm_num_groups, n->w, n->b, HV_VAE_EPS);
   }
-  hv_op_unary (b, y, y, HV_UNARY_SILU);
   return y;
 }
 

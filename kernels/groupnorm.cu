@@ -54,6 +54,7 @@ k_gn_merge (float2 *stats, const float *pmean, const float *pm2, int64_t ngroups
   stats[grp] = make_float2 ((float) mean, (float) (1.0 / sqrt (var + (double) eps)));
 }
 
+template <bool SILU>
 __global__ void
 k_gn_apply (float *y, const float *x, const float2 *stats, int64_t n, int64_t C, int64_t S,
             int64_t Cg, const void *w, int wdt, float wscale, const void *bias, int bdt, float bscale)
@@ -66,14 +67,16 @@ k_gn_apply (float *y, const float *x, const float2 *stats, int64_t n, int64_t C,
       v *= hv_load_f32 (w, wdt, c) * wscale;
     if (bias)
       v += hv_load_f32 (bias, bdt, c) * bscale;
+    if (SILU)
+      v = v / (1.0f + expf (-v));   /* as hv_k_unary's silu */
     y[i] = v;
   }
 }
 
 int
-hv_k_groupnorm (HvKCtx *ctx, float *y, const float *x, int64_t B, int64_t C, int64_t S, int G,
-                const void *w, int wdt, float wscale, const void *bias, int bdt, float bscale,
-                float eps)
+hv_k_groupnorm_act (HvKCtx *ctx, float *y, const float *x, int64_t B, int64_t C, int64_t S, int G,
+                    const void *w, int wdt, float wscale, const void *bias, int bdt, float bscale,
+                    float eps, int silu)
 {
   if (G <= 0 || C % G != 0)
     return hv_k_fail (ctx, "groupnorm: %lld channels do not split into %d groups", (long long) C, G);
@@ -99,10 +102,22 @@ hv_k_groupnorm (HvKCtx *ctx, float *y, const float *x, int64_t B, int64_t C, int
       stats, pmean, pm2, ngroups, group_n, nchunks, eps);
   if (hv_k_launched (ctx, "groupnorm (merge)"))
     goto out;
-  k_gn_apply<<<hv_grid_1d (n, THREADS), THREADS, 0, ctx->stream>>> (
-      y, x, stats, n, C, S, Cg, w, wdt, wscale, bias, bdt, bscale);
+  if (silu)
+    k_gn_apply<true><<<hv_grid_1d (n, THREADS), THREADS, 0, ctx->stream>>> (
+        y, x, stats, n, C, S, Cg, w, wdt, wscale, bias, bdt, bscale);
+  else
+    k_gn_apply<false><<<hv_grid_1d (n, THREADS), THREADS, 0, ctx->stream>>> (
+        y, x, stats, n, C, S, Cg, w, wdt, wscale, bias, bdt, bscale);
   rc = hv_k_launched (ctx, "groupnorm (apply)");
 out:
   hv_k_free (ctx, work);
   return rc;
+}
+
+int
+hv_k_groupnorm (HvKCtx *ctx, float *y, const float *x, int64_t B, int64_t C, int64_t S, int G,
+                const void *w, int wdt, float wscale, const void *bias, int bdt, float bscale,
+                float eps)
+{
+  return hv_k_groupnorm_act (ctx, y, x, B, C, S, G, w, wdt, wscale, bias, bdt, bscale, eps, 0);
 }

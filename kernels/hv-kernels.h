@@ -160,6 +160,10 @@ int hv_k_softmax (HvKCtx *ctx, float *y, const float *x, int64_t rows, int64_t C
 int hv_k_groupnorm (HvKCtx *ctx, float *y, const float *x, int64_t B, int64_t C, int64_t S, int G,
                     const void *w, int wdt, float wscale, const void *bias, int bdt, float bscale,
                     float eps);
+/* The same with SiLU applied in the normalizing pass when silu != 0 (the VAE's norm + act). */
+int hv_k_groupnorm_act (HvKCtx *ctx, float *y, const float *x, int64_t B, int64_t C, int64_t S,
+                        int G, const void *w, int wdt, float wscale, const void *bias, int bdt,
+                        float bscale, float eps, int silu);
 
 /* ---- rope (rope.cu) ------------------------------------------------------------------------ */
 

@@ -1079,6 +1079,11 @@ test_3d (void)
     hv_op_groupnorm (cpu, y.c, x.c, big ? 2 : 8, w.c, b.c, 1e-6f);
     hv_op_groupnorm (gpu, y.g, x.g, big ? 2 : 8, w.g, b.g, 1e-6f);
     check (name, &y, 1e-5);
+    /* the VAE's fused norm + SiLU on the same input */
+    g_autofree char *fused = g_strconcat (name, " + silu (fused)", NULL);
+    hv_op_groupnorm_silu (cpu, y.c, x.c, big ? 2 : 8, w.c, b.c, 1e-6f);
+    hv_op_groupnorm_silu (gpu, y.g, x.g, big ? 2 : 8, w.g, b.g, 1e-6f);
+    check (fused, &y, 1e-5);
     pair_clear (&x);
     pair_clear (&w);
     pair_clear (&b);
