@@ -65,6 +65,28 @@ tile_mode (const AttnParams &p, int b, int kt, int bc, int64_t q0, int64_t q_las
   return need ? TILE_MASKED : TILE_FULL;
 }
 
+/* One past the last key tile of `bc` keys that a block whose last query row is q_last can
+ * need: causal attention stops at the diagonal. */
+static __device__ __forceinline__ int
+key_tile_end (const AttnParams &p, int64_t q_last, int bc)
+{
+  int64_t end = (p.Lk + bc - 1) / bc;
+  if (p.causal && q_last / bc + 1 < end)
+    end = q_last / bc + 1;
+  return (int) end;
+}
+
+/* The first key tile from kt on that tile_mode does not SKIP (kt_end when none); the same
+ * answer for every thread of the block. */
+static __device__ __forceinline__ int
+next_active_tile (const AttnParams &p, int b, int kt, int kt_end, int bc, int64_t q0,
+                  int64_t q_last, int qmin, int qmax)
+{
+  while (kt < kt_end && tile_mode (p, b, kt, bc, q0, q_last, qmin, qmax) == TILE_SKIP)
+    kt++;
+  return kt;
+}
+
 /* min/max of seg_q over this block's valid query rows, computed by warp 0 into s[0..1]. */
 static __device__ __forceinline__ void
 query_seg_range (const AttnParams &p, int b, int64_t q0, int rows, int *s)

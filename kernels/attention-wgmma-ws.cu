@@ -246,9 +246,7 @@ consume (const AttnParams &p, int c, uint32_t sQ, uint32_t sK, uint32_t sV, uint
   auto empty_k = [&] (int st) { return bar_q + 8u * (uint32_t) (1 + 2 * NST + st); };
   auto empty_v = [&] (int st) { return bar_q + 8u * (uint32_t) (1 + 3 * NST + st); };
   auto next_active = [&] (int kt) {
-    while (kt < kt_end && tile_mode (p, b, kt, WG_BC, q0, q_last, qmin, qmax) == TILE_SKIP)
-      kt++;
-    return kt;
+    return next_active_tile (p, b, kt, kt_end, WG_BC, q0, q_last, qmin, qmax);
   };
   const int tid = threadIdx.x, warp = (tid >> 5) & 3, lane = tid & 31;
   const int g = lane >> 2, t4 = lane & 3;
@@ -412,16 +410,10 @@ k_flash_ws (const __grid_constant__ AttnParams p, const __grid_constant__ CUtens
   __syncthreads ();   /* the last block-wide barrier: the roles never meet again */
   const int qmin = s_qseg[0], qmax = s_qseg[1];
 
-  int kt_end = (int) ((p.Lk + WG_BC - 1) / WG_BC);
-  if (p.causal) {
-    int64_t last = q_last / WG_BC + 1;
-    kt_end = last < kt_end ? (int) last : kt_end;
-  }
+  const int kt_end = key_tile_end (p, q_last, WG_BC);
   /* every role walks the same list of active key tiles (tile_mode is block-uniform) */
   auto next_active = [&] (int kt) {
-    while (kt < kt_end && tile_mode (p, b, kt, WG_BC, q0, q_last, qmin, qmax) == TILE_SKIP)
-      kt++;
-    return kt;
+    return next_active_tile (p, b, kt, kt_end, WG_BC, q0, q_last, qmin, qmax);
   };
 
   if (wg == 0) {

@@ -131,15 +131,9 @@ k_flash_wgmma (const __grid_constant__ AttnParams p)
   __syncthreads ();
   const int qmin = s_qseg[0], qmax = s_qseg[1];
 
-  int kt_end = (int) ((p.Lk + WG_BC - 1) / WG_BC);
-  if (p.causal) {
-    int64_t last = q_last / WG_BC + 1;
-    kt_end = last < kt_end ? (int) last : kt_end;
-  }
+  const int kt_end = key_tile_end (p, q_last, WG_BC);
   auto next_active = [&] (int kt) {
-    while (kt < kt_end && tile_mode (p, b, kt, WG_BC, q0, q_last, qmin, qmax) == TILE_SKIP)
-      kt++;
-    return kt;
+    return next_active_tile (p, b, kt, kt_end, WG_BC, q0, q_last, qmin, qmax);
   };
   /* K tile: key rows past Lk zero-filled (their scores are masked; zeros keep them finite) */
   auto load_k = [&] (int kt, int stage) {

@@ -109,11 +109,7 @@ k_flash_mma (AttnParams p)
   __syncthreads ();
   const int qmin = s_qseg[0], qmax = s_qseg[1];
 
-  int kt_end = (int) ((p.Lk + BC - 1) / BC);
-  if (p.causal) {
-    int64_t last = q_last / BC + 1;
-    kt_end = last < kt_end ? (int) last : kt_end;
-  }
+  const int kt_end = key_tile_end (p, q_last, BC);
 
   /* K and V tiles: keys past Lk are zero-filled so that 0-probability keys add 0 (not NaN) */
   auto load_kv = [&] (int kt, int buf) {
@@ -129,9 +125,7 @@ k_flash_mma (AttnParams p)
     }
   };
   auto next_active = [&] (int kt) {
-    while (kt < kt_end && tile_mode (p, b, kt, BC, q0, q_last, qmin, qmax) == TILE_SKIP)
-      kt++;
-    return kt;
+    return next_active_tile (p, b, kt, kt_end, BC, q0, q_last, qmin, qmax);
   };
 
   int kt = next_active (0);
@@ -316,11 +310,7 @@ k_flash_f32 (AttnParams p)
   __syncthreads ();
   const int qmin = s_qseg[0], qmax = s_qseg[1];
 
-  int kt_end = (int) ((p.Lk + F_BC - 1) / F_BC);
-  if (p.causal) {
-    int64_t last = q_last / F_BC + 1;
-    kt_end = last < kt_end ? (int) last : kt_end;
-  }
+  const int kt_end = key_tile_end (p, q_last, F_BC);
 
   float o[DPT];
 #pragma unroll
