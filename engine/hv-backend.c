@@ -519,15 +519,21 @@ hv_op_pad3d (HvBackend *b, HvTensor *y, const HvTensor *x, const int *pads, HvPa
   b->ops->pad3d (b, y, x, pads, mode);
 }
 
+/* A macro, so that a failed check is reported under the op's own name. */
+#define CHECK_GROUPNORM(b, y, x, groups, w, bias) \
+  G_STMT_START { \
+    g_return_if_fail (is_act (b, y) && is_act (b, x) && hv_tensor_same_shape (x, y) && (x)->ndim >= 2); \
+    int64_t c_ = (x)->shape[1]; \
+    g_return_if_fail ((groups) > 0 && c_ % (groups) == 0); \
+    g_return_if_fail ((w) == NULL || (is_weight (b, w) && hv_tensor_numel (w) == c_)); \
+    g_return_if_fail ((bias) == NULL || (is_weight (b, bias) && hv_tensor_numel (bias) == c_)); \
+  } G_STMT_END
+
 void
 hv_op_groupnorm (HvBackend *b, HvTensor *y, const HvTensor *x, int groups, const HvTensor *w, const HvTensor *bias, float eps)
 {
   CHECK_B (b);
-  g_return_if_fail (is_act (b, y) && is_act (b, x) && hv_tensor_same_shape (x, y) && x->ndim >= 2);
-  int64_t c = x->shape[1];
-  g_return_if_fail (groups > 0 && c % groups == 0);
-  g_return_if_fail (w == NULL || (is_weight (b, w) && hv_tensor_numel (w) == c));
-  g_return_if_fail (bias == NULL || (is_weight (b, bias) && hv_tensor_numel (bias) == c));
+  CHECK_GROUPNORM (b, y, x, groups, w, bias);
   b->ops->groupnorm (b, y, x, groups, w, bias, eps);
 }
 
@@ -536,11 +542,7 @@ hv_op_groupnorm_silu (HvBackend *b, HvTensor *y, const HvTensor *x, int groups, 
                       const HvTensor *bias, float eps)
 {
   CHECK_B (b);
-  g_return_if_fail (is_act (b, y) && is_act (b, x) && hv_tensor_same_shape (x, y) && x->ndim >= 2);
-  int64_t c = x->shape[1];
-  g_return_if_fail (groups > 0 && c % groups == 0);
-  g_return_if_fail (w == NULL || (is_weight (b, w) && hv_tensor_numel (w) == c));
-  g_return_if_fail (bias == NULL || (is_weight (b, bias) && hv_tensor_numel (bias) == c));
+  CHECK_GROUPNORM (b, y, x, groups, w, bias);
   if (b->ops->groupnorm_silu) {
     b->ops->groupnorm_silu (b, y, x, groups, w, bias, eps);
     return;
